@@ -102,7 +102,8 @@ def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     """
     q = Y.shape[0]
     d = prep.d
-    inv2s2 = 0.5 / sigma / sigma
+    with np.errstate(over="ignore"):
+        inv2s2 = 0.5 / sigma / sigma
     if method == "auto":
         method = "direct" if d <= DIRECT_MAX_D else "gemm"
     i1 = np.empty(q, np.int64)
@@ -135,7 +136,8 @@ def _gemm_piece(prep, Y, alpha, sigma, inv2s2, want_top2, j_lo, j_hi):
     gamma = _gamma(d + 4)
     rho = _gamma(d + 2)
     mneg = 40.0 + np.log(prep.n)
-    twosig2 = 2.0 * sigma * sigma
+    with np.errstate(over="ignore", under="ignore"):
+        twosig2 = 2.0 * sigma * sigma
     yn2 = np.einsum("ij,ij->i", Y, Y)
     acc = np.zeros((q, d))
     dmin = np.full(q, np.inf)

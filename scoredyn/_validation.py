@@ -1,0 +1,80 @@
+"""Input checks at the public boundary: each message names the parameter and the rule."""
+import numbers
+
+import numpy as np
+
+
+def _as_float_array(value, name):
+    arr = np.asarray(value)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
+                                   or np.issubdtype(arr.dtype, np.integer)
+                                   or arr.dtype == bool):
+        raise TypeError(f"`{name}` must be a real numeric array; got dtype {arr.dtype}.")
+    return arr
+
+
+def result_dtype(*arrays):
+    """float32 when every input is float32, float64 otherwise."""
+    return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+
+
+def as_data(data, name="data"):
+    """Validate a data set: a finite (N, d) array, N >= 1, d >= 1.
+
+    Returns the array as C-ordered float64 and its original dtype.
+    """
+    arr = _as_float_array(data, name)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must be a 2-D array of shape (N, d); got shape {arr.shape}.")
+    if arr.shape[0] == 0:
+        raise ValueError(f"`{name}` must contain at least one point; got shape {arr.shape}.")
+    if arr.shape[1] == 0:
+        raise ValueError(f"`{name}` must have dimension d >= 1; got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"All entries of `{name}` must be finite.")
+    return np.ascontiguousarray(arr, dtype=np.float64), arr.dtype
+
+
+def as_points(x, d, name="x"):
+    """Validate query points: a finite (Q, d) array matching the data dimension."""
+    arr = _as_float_array(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must be a 2-D array of shape (Q, d); got shape {arr.shape}.")
+    if arr.shape[1] != d:
+        raise ValueError(f"`{name}` has dimension {arr.shape[1]} but the data have dimension {d}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"All entries of `{name}` must be finite.")
+    return np.ascontiguousarray(arr, dtype=np.float64), arr.dtype
+
+
+def as_positive(value, q, name):
+    """A positive finite scalar or (Q,) array, broadcast to shape (Q,) float64."""
+    arr = _as_float_array(value, name).astype(np.float64)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != q):
+        raise ValueError(f"`{name}` must be a scalar or an array of shape ({q},); got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite; got {_show(arr)}.")
+    if not np.all(arr > 0):
+        raise ValueError(f"`{name}` must be positive; got {_show(arr[arr <= 0])}.")
+    return np.ascontiguousarray(np.broadcast_to(arr, (q,)))
+
+
+def as_scalar(value, name, *, low=None, low_inclusive=True):
+    """A finite real scalar, optionally bounded below."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"`{name}` must be finite; got {v}.")
+    if low is not None:
+        if low_inclusive and v < low:
+            raise ValueError(f"`{name}` must be >= {low}; got {v}.")
+        if not low_inclusive and v <= low:
+            rule = "positive" if low == 0 else f"> {low}"
+            raise ValueError(f"`{name}` must be {rule}; got {v}.")
+    return v
+
+
+def _show(arr):
+    arr = np.ravel(arr)
+    return repr(arr[0].item()) if arr.size else "an empty array"

@@ -1,0 +1,97 @@
+"""The common interface of score fields: ``denoise``, ``score``, ``noise``.
+
+A field provides, for points ``x`` (Q, d) at noise level ``sigma`` and signal
+scale ``alpha`` (the forward process ``x_t = alpha x_0 + sigma eps``), the
+residual ``alpha D(x) - x`` and a shrink factor ``r`` in [0, 1] (``r = 1``
+unless regularised).  Tweedie's formula then gives all three (DESIGN.md §1):
+
+* score      ``grad log p_t(x) = r (alpha D - x) / sigma^2``
+* noise      ``eps*(x) = -sigma * score = r (x - alpha D) / sigma``
+* denoise    ``E[x_0 | x_t = x] = (x + sigma^2 score) / alpha = (x + r (alpha D - x)) / alpha``
+
+Divisions by ``sigma`` are done one factor at a time, so a score is ``+-inf``
+only where its true value exceeds the float64 range, and exactly 0 at a data
+point for every sigma.
+"""
+import numpy as np
+
+from ._validation import as_points, as_positive, result_dtype
+
+
+class ScoreField:
+    """Base class of closed-form score fields (subclasses implement ``_residual``)."""
+
+    #: dimension of the data space
+    dim: int
+    #: regularization (None: r = 1)
+    regularization = None
+
+    def _residual(self, x, sigma, alpha, label):
+        """Return ``(alpha D - x, log_normalizer)``, shapes (Q, d) and (Q,) or None."""
+        raise NotImplementedError
+
+    def _prepare(self, x, sigma, alpha):
+        x64, xdtype = as_points(x, self.dim)
+        q = x64.shape[0]
+        sigma = as_positive(sigma, q, "sigma")
+        alpha = as_positive(alpha, q, "alpha")
+        return x64, sigma, alpha, result_dtype(np.empty(0, xdtype), np.empty(0, self._dtype))
+
+    def _factors(self, sigma, lse):
+        """``(r, r / sigma, r / sigma^2)`` per query."""
+        if self.regularization is None:
+            with np.errstate(over="ignore"):
+                return np.ones_like(sigma), 1.0 / sigma, 1.0 / sigma / sigma
+        return self.regularization.factors(sigma, lse)
+
+    @staticmethod
+    def _scaled(res, factor):
+        # res == 0 exactly (x at a data point) gives 0 even where the factor is inf
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.where(res == 0.0, 0.0, res * factor[:, None])
+
+    def score(self, x, sigma, alpha=1.0, *, label=None):
+        """Score ``grad_x log p_t(x)`` of the noised data distribution.
+
+        Parameters
+        ----------
+        x : (Q, d) array_like
+            Points at which to evaluate.
+        sigma : float or (Q,) array_like
+            Noise level ``sigma_t > 0``.
+        alpha : float or (Q,) array_like, default 1
+            Signal scale ``alpha_t > 0`` (1 for VE; ``sqrt(1 - sigma^2)`` for VP).
+        label : optional
+            Class label for class-conditional fields.
+
+        Returns
+        -------
+        (Q, d) ndarray
+            ``r (alpha D - x) / sigma^2``.
+        """
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        res, lse = self._residual(x64, sigma, alpha, label)
+        return self._scaled(res, self._factors(sigma, lse)[2]).astype(dt, copy=False)
+
+    def noise(self, x, sigma, alpha=1.0, *, label=None):
+        """Optimal noise prediction ``eps*(x) = -sigma * score = r (x - alpha D) / sigma``.
+
+        Parameters and shapes as in :meth:`score`.
+        """
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        res, lse = self._residual(x64, sigma, alpha, label)
+        return (-self._scaled(res, self._factors(sigma, lse)[1])).astype(dt, copy=False)
+
+    def denoise(self, x, sigma, alpha=1.0, *, label=None):
+        """Posterior mean ``E[x_0 | x_t = x] = (x + r (alpha D - x)) / alpha`` (Tweedie).
+
+        Parameters and shapes as in :meth:`score`; for the unregularised
+        empirical field this is ``D(x) = sum_i w_i x_i``.
+        """
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        return self._denoised(x64, sigma, alpha, label).astype(dt, copy=False)
+
+    def _denoised(self, x, sigma, alpha, label):
+        res, lse = self._residual(x, sigma, alpha, label)
+        r = self._factors(sigma, lse)[0]
+        return (x + r[:, None] * res) / alpha[:, None]

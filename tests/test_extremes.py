@@ -1,0 +1,116 @@
+"""Numerical traps of DESIGN.md §4: cancellation near Voronoi boundaries, extreme sigma, ties."""
+import numpy as np
+import pytest
+
+import scoredyn as sd
+
+from . import naive
+
+METHODS = ["direct", "gemm"]
+
+
+def near_boundary_case(rng, d=3072, sigma=1e-6, w_target=0.27, n_far=62):
+    """Two sites whose squared distances to y differ by ~1e-7 relative; exact w_1 ~ w_target."""
+    x1 = rng.standard_normal(d)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    p = rng.standard_normal(d)
+    p -= (p @ u) * u
+    p *= 4e-3 / np.linalg.norm(p)
+    delta = 2e-3
+    mid = x1 + 0.5 * delta * u
+    x2 = mid + 0.5 * delta * u
+    logit_gap = np.log((1 - w_target) / w_target)       # l_1 - l_2 = -gap
+    t = sigma**2 * logit_gap / delta                    # D1 - D2 = 2 t delta = 2 sigma^2 gap
+    y = mid + t * u + p
+    data = np.vstack([x1, x2, rng.standard_normal((n_far, d))])
+    return data, y[None, :]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("w_target", [0.27, 0.73])
+def test_near_boundary_weights_match_mpmath(method, w_target):
+    """DESIGN.md §4: d = 3072, sigma = 1e-6, 60-digit reference, max weight error <= 1e-8."""
+    rng = np.random.default_rng(12 if w_target < 0.5 else 13)
+    data, y = near_boundary_case(rng, w_target=w_target)
+    exact = naive.mp_weights(y[0], data, 1e-6)
+    assert 0.2 < exact[0] < 0.8 and abs(exact[0] + exact[1] - 1) < 1e-12
+    f = sd.EmpiricalScore(data, method=method)
+    w = f.weights(y, 1e-6)[0]
+    assert np.max(np.abs(w - exact)) <= 1e-8
+    D = f.denoise(y, 1e-6)[0]
+    D_exact = exact[0] * data[0] + exact[1] * data[1]
+    assert np.max(np.abs(D - D_exact)) <= 1e-8 * np.max(np.abs(data[:2]))
+    i1, i2, _, _ = f.nearest(y)
+    assert {i1[0], i2[0]} == {0, 1} and i1[0] == int(np.argmax(exact))
+
+
+def test_gemm_expansion_alone_fails_the_same_case():
+    """The trap is real: |y|^2 - 2 y.x + |x|^2 misplaces these weights by O(0.1)."""
+    rng = np.random.default_rng(12)
+    data, y = near_boundary_case(rng)
+    exact = naive.mp_weights(y[0], data, 1e-6)
+    D = (y**2).sum(1)[:, None] - 2 * y @ data.T + (data**2).sum(1)[None]
+    l = -D / (2e-12)
+    w = np.exp(l - l.max())
+    w /= w.sum()
+    assert np.max(np.abs(w[0] - exact)) > 1e-3
+
+
+SIGMAS = [1e-300, 1e-200, 1e-155, 1e-20, 1e-3, 1.0, 1e20, 1e155, 1e200, 1e300]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_extreme_sigma_is_finite_and_has_the_right_limits(method, sigma):
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((40, 3))
+    x = np.vstack([rng.standard_normal((6, 3)), data[7]])
+    f = sd.EmpiricalScore(data, method=method)
+    w = f.weights(x, sigma)
+    D = f.denoise(x, sigma)
+    assert np.all(np.isfinite(w)) and np.all(np.isfinite(D))
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-13)
+    assert np.all(np.isfinite(f.noise(x, sigma)))  # |x - D| / sigma < 1e300 here
+    s = f.score(x, sigma)
+    assert not np.any(np.isnan(s))
+    ld = f.log_density(x, sigma)
+    assert not np.any(np.isnan(ld)) and np.isfinite(ld[-1])
+    nearest = data[np.argmin(((x[:, None] - data[None]) ** 2).sum(-1), axis=1)]
+    if sigma <= 1e-20:
+        np.testing.assert_array_equal(D, nearest)
+        assert np.all(s[-1] == 0.0)   # at a data point the score is exactly 0, however small sigma
+    if sigma >= 1e20:
+        np.testing.assert_allclose(D, np.broadcast_to(data.mean(0), D.shape), atol=1e-15)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sigma", [1e-300, 1e-8, 1.0])
+def test_exact_ties_split_evenly(method, sigma):
+    """A query on the bisector of two sites (exactly, in binary) splits its weight 1/2-1/2."""
+    data = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    x = np.array([[0.0, 0.7], [0.0, -2.0]])
+    f = sd.EmpiricalScore(data, method=method)
+    w = f.weights(x, sigma)
+    assert w[0, 0] == w[0, 1]
+    if sigma < 1e-7:
+        np.testing.assert_array_equal(w[:, :2], 0.5)
+        np.testing.assert_array_equal(f.denoise(x, sigma), [[0.0, 0.0], [0.0, 0.0]])
+
+
+def test_tikhonov_score_stays_bounded_as_sigma_vanishes():
+    """Tikhonov: s -> -(x - x_i) / c as t -> 0 (seed 001), even at sigma = 1e-300."""
+    data = np.array([[0.0, 0.0], [3.0, 0.0]])
+    x = np.array([[0.4, -0.2]])
+    f = sd.EmpiricalScore(data, regularization=sd.Tikhonov(0.01))
+    for sigma in (1e-6, 1e-100, 1e-300):
+        np.testing.assert_allclose(f.score(x, sigma), -(x - data[0]) / (sigma**2 + 0.01), rtol=1e-14)
+
+
+def test_empirical_bayes_shrinks_to_zero_far_from_data():
+    data = np.array([[0.0, 0.0], [3.0, 0.0]])
+    x = np.array([[1.5, 9.0]])
+    f = sd.EmpiricalScore(data, regularization=sd.EmpiricalBayes(0.5))
+    for sigma in (1e-3, 1e-300):
+        np.testing.assert_array_equal(f.score(x, sigma), 0.0)
+        np.testing.assert_array_equal(f.denoise(x, sigma), x)

@@ -1,0 +1,85 @@
+"""GaussianMixture against scipy's densities, finite differences, and the empirical field."""
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+import scoredyn as sd
+
+EPS = np.finfo(float).eps
+
+
+def make(kind, rng, k=3, d=3):
+    means = rng.standard_normal((k, d)) * 2
+    if kind == "isotropic":
+        cov = rng.uniform(0.1, 1.0, k)
+        full = cov[:, None, None] * np.eye(d)
+    elif kind == "diagonal":
+        cov = rng.uniform(0.1, 1.0, (k, d))
+        full = np.stack([np.diag(c) for c in cov])
+    else:
+        A = rng.standard_normal((k, d, d))
+        cov = full = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(d)
+    w = rng.dirichlet(np.ones(k))
+    return sd.GaussianMixture(means, cov, w), means, full, w
+
+
+KINDS = ["isotropic", "diagonal", "full"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("sigma,alpha", [(0.3, 1.0), (2.0, 0.6), (1e-3, 0.99)])
+def test_log_density_matches_scipy(kind, sigma, alpha):
+    rng = np.random.default_rng(0)
+    gm, means, full, w = make(kind, rng)
+    x = rng.standard_normal((7, 3)) * 2
+    ref = np.log(sum(wk * multivariate_normal(alpha * m, alpha**2 * C + sigma**2 * np.eye(3)).pdf(x)
+                     for wk, m, C in zip(w, means, full)))
+    np.testing.assert_allclose(gm.log_density(x, sigma, alpha), ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_score_and_jacobian_match_finite_differences(kind):
+    rng = np.random.default_rng(1)
+    gm, *_ = make(kind, rng)
+    x = rng.standard_normal((5, 3))
+    sigma, alpha, h = 0.7, 0.8, 1e-5
+    fd_s = np.empty_like(x)
+    fd_J = np.empty((5, 3, 3))
+    for k in range(3):
+        e = np.zeros(3)
+        e[k] = h
+        fd_s[:, k] = (gm.log_density(x + e, sigma, alpha) - gm.log_density(x - e, sigma, alpha)) / (2 * h)
+        fd_J[:, :, k] = (gm.denoise(x + e, sigma, alpha) - gm.denoise(x - e, sigma, alpha)) / (2 * h)
+    # central differences: O(h^2) truncation ~1e-10 here, rounding ~ eps * 10 / h ~ 2e-10
+    np.testing.assert_allclose(gm.score(x, sigma, alpha), fd_s, atol=1e-8)
+    np.testing.assert_allclose(gm.jacobian(x, sigma, alpha), fd_J, atol=1e-8)
+    np.testing.assert_allclose(gm.noise(x, sigma, alpha), -sigma * gm.score(x, sigma, alpha), rtol=1e-14)
+
+
+@pytest.mark.parametrize("sigma", [1e-4, 0.3, 5.0])
+def test_point_mass_mixture_is_the_empirical_field(sigma):
+    rng = np.random.default_rng(2)
+    data = rng.standard_normal((15, 2))
+    x = rng.standard_normal((6, 2))
+    gm = sd.GaussianMixture(data, np.zeros(15))
+    f = sd.EmpiricalScore(data)
+    for name in ("denoise", "log_density", "weights", "jacobian"):
+        a, b = getattr(gm, name)(x, sigma, 0.9), getattr(f, name)(x, sigma, 0.9)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.max(np.abs(b)))
+    np.testing.assert_allclose(gm.score(x, sigma), f.score(x, sigma), rtol=1e-9,
+                               atol=1e-12 / sigma**2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sample_moments(kind):
+    """Sample mean and covariance within 6 standard errors of the mixture's moments."""
+    rng = np.random.default_rng(3)
+    gm, means, full, w = make(kind, rng)
+    n = 200_000
+    xs = gm.sample(n, rng=np.random.default_rng(4))
+    mean = w @ means
+    cov = sum(wk * (C + np.outer(m - mean, m - mean)) for wk, m, C in zip(w, means, full))
+    se = np.sqrt(np.diag(cov) / n)
+    assert np.all(np.abs(xs.mean(0) - mean) < 6 * se)
+    np.testing.assert_allclose(np.cov(xs.T), cov, atol=6 * np.max(np.diag(cov)) * np.sqrt(2 / n) * 2)
+    np.testing.assert_array_equal(xs, gm.sample(n, rng=np.random.default_rng(4)))
