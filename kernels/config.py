@@ -11,6 +11,3 @@ FASTMATH_STRICT = {"nsz", "arcp", "contract", "afn"}
 
 #: data points per tile of the direct kernel (the tile's distances live in L1/L2).
 TILE_N = 512
-
-#: queries per parallel work item of the direct kernel.
-BLOCK_Q = 16

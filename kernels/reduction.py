@@ -18,43 +18,108 @@ Memory: O(TILE_N) scratch per parallel block; no Q x N matrix.
 import numpy as np
 from numba import njit, prange
 
-from .config import BLOCK_Q, FASTMATH, TILE_N
+from .config import FASTMATH, TILE_N
 from .mathfn import relative_weight
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _tile_distances(XT, t0, nt, Y, q, a, dist):
-    """dist[j] = |Y[q] - a XT[:, t0 + j]|^2 for j < nt, by direct differences."""
+def _tile_distances(XT, t0, nt, y, a, xc, dist):
+    """dist[j] = |y - (a XT[:, t0 + j] - xc)|^2 for j < nt, by direct differences."""
     d = XT.shape[0]
     for j in range(nt):
         dist[j] = 0.0
     for k in range(d):
-        yk = Y[q, k]
+        yk = y[k]
+        ck = xc[k]
         xk = XT[k, t0:t0 + nt]
         for j in range(nt):
-            t = yk - a * xk[j]
+            t = yk - (a * xk[j] - ck)
             dist[j] += t * t
 
 
-@njit(fastmath=FASTMATH, cache=True, inline="always")
-def _tile_top2(dist, nt, t0, q, i1, d1, i2, d2):
-    """Merge a tile's distances into the running two nearest (lowest index wins ties)."""
-    for j in range(nt):
-        v = dist[j]
-        if v < d2[q]:
-            if v < d1[q]:
-                i2[q] = i1[q]
-                d2[q] = d1[q]
-                i1[q] = t0 + j
-                d1[q] = v
-            else:
-                i2[q] = t0 + j
-                d2[q] = v
+@njit(fastmath=FASTMATH, cache=True)
+def posterior_one(XT, y, a, xc, inv, want_top2, mean, dist):
+    """Streaming posterior reduction for one query, in coordinates centred at ``xc``.
+
+    With ``u = y`` measured from ``xc`` (``xc = 0``: plain coordinates), the
+    weights are ``w_i ∝ exp(-|u - (a x_i - xc)|^2 inv)`` and ``mean`` receives
+    ``sum_i w_i (x_i - xc)``.  Centring on a data point ``x_c`` (with ``a = 1``)
+    keeps ``|u| ~ e^{-s}`` and ``D - x_c`` to full relative precision long
+    after ``|y - x_c|`` drops below the float64 resolution of ``y``.
+
+    Parameters
+    ----------
+    XT : (d, N) float64
+    y, xc : (d,) float64
+    a, inv : float
+        Signal scale and ``1 / (2 sigma^2)`` (0 and +inf allowed).
+    want_top2 : bool
+    mean : (d,) float64, out
+    dist : (TILE_N,) float64, scratch
+
+    Returns
+    -------
+    dmin, lsum : float
+        ``logsumexp_i(l_i) = -dmin inv + log(lsum)``.
+    i1, d1, i2, d2 : int, float, int, float
+        Two nearest sites and their squared distances.
+    """
+    d, n = XT.shape
+    dmin = np.inf
+    lsum = 0.0
+    i1 = -1
+    i2 = -1
+    d1 = np.inf
+    d2 = np.inf
+    for k in range(d):
+        mean[k] = 0.0
+    for t0 in range(0, n, TILE_N):
+        nt = min(TILE_N, n - t0)
+        _tile_distances(XT, t0, nt, y, a, xc, dist)
+        tmin = np.inf
+        for j in range(nt):
+            tmin = min(tmin, dist[j])
+        if want_top2 and tmin < d2:
+            for j in range(nt):
+                v = dist[j]
+                if v < d2:
+                    if v < d1:
+                        i2 = i1
+                        d2 = d1
+                        i1 = t0 + j
+                        d1 = v
+                    else:
+                        i2 = t0 + j
+                        d2 = v
+        if tmin < dmin:
+            if lsum > 0.0:
+                f = relative_weight(dmin, tmin, inv)
+                lsum *= f
+                for k in range(d):
+                    mean[k] *= f
+            dmin = tmin
+        s = 0.0
+        for j in range(nt):
+            e = relative_weight(dist[j], dmin, inv)
+            dist[j] = e
+            s += e
+        lsum += s
+        for k in range(d):
+            xk = XT[k, t0:t0 + nt]
+            ck = xc[k]
+            acc = 0.0
+            for j in range(nt):
+                acc += dist[j] * (xk[j] - ck)
+            mean[k] += acc
+    inv_l = 1.0 / lsum
+    for k in range(d):
+        mean[k] *= inv_l
+    return dmin, lsum, i1, d1, i2, d2
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def reduce_direct(XT, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2, d2):
-    """One streaming pass: posterior mean, log-normaliser pieces and two nearest.
+    """One streaming pass per query: posterior mean, log-normaliser pieces, two nearest.
 
     Parameters
     ----------
@@ -77,56 +142,9 @@ def reduce_direct(XT, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2,
         Nearest and second-nearest index and squared distance to ``a x_i``
         (``i2 = -1``, ``d2 = inf`` when N = 1).
     """
-    d, n = XT.shape
-    nq = Y.shape[0]
-    nblocks = (nq + BLOCK_Q - 1) // BLOCK_Q
-    for b in prange(nblocks):
-        q0 = b * BLOCK_Q
-        q1 = min(q0 + BLOCK_Q, nq)
+    d = XT.shape[0]
+    zero = np.zeros(d)
+    for q in prange(Y.shape[0]):
         dist = np.empty(TILE_N)
-        for q in range(q0, q1):
-            dmin[q] = np.inf
-            lsum[q] = 0.0
-            i1[q] = -1
-            i2[q] = -1
-            d1[q] = np.inf
-            d2[q] = np.inf
-            for k in range(d):
-                mean[q, k] = 0.0
-        for t0 in range(0, n, TILE_N):
-            nt = min(TILE_N, n - t0)
-            for q in range(q0, q1):
-                a = alpha[q]
-                inv = inv2s2[q]
-                _tile_distances(XT, t0, nt, Y, q, a, dist)
-                tmin = np.inf
-                for j in range(nt):
-                    tmin = min(tmin, dist[j])
-                m = dmin[q]
-                if tmin < m:
-                    if lsum[q] > 0.0:
-                        f = relative_weight(m, tmin, inv)
-                        lsum[q] *= f
-                        for k in range(d):
-                            mean[q, k] *= f
-                    m = tmin
-                    dmin[q] = m
-                s = 0.0
-                for j in range(nt):
-                    e = relative_weight(dist[j], m, inv)
-                    dist[j] = e
-                    s += e
-                lsum[q] += s
-                for k in range(d):
-                    xk = XT[k, t0:t0 + nt]
-                    acc = 0.0
-                    for j in range(nt):
-                        acc += dist[j] * xk[j]
-                    mean[q, k] += acc
-                if want_top2 and tmin < d2[q]:
-                    _tile_distances(XT, t0, nt, Y, q, a, dist)
-                    _tile_top2(dist, nt, t0, q, i1, d1, i2, d2)
-        for q in range(q0, q1):
-            inv_l = 1.0 / lsum[q]
-            for k in range(d):
-                mean[q, k] *= inv_l
+        dmin[q], lsum[q], i1[q], d1[q], i2[q], d2[q] = posterior_one(
+            XT, Y[q], alpha[q], zero, inv2s2[q], want_top2, mean[q], dist)

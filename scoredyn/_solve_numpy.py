@@ -1,0 +1,179 @@
+"""The numpy engine of :func:`scoredyn.solve`: any field, any registered method.
+
+Vectorised over trajectories; fixed-step methods share the step grid, the
+adaptive ones keep a step size, acceptance and status per trajectory.
+"""
+import numpy as np
+
+from .kernels import odeint
+from .solve import STATUS_MESSAGES, SolveResult, _grid, _initial_step
+
+
+def _rhs(field, z, s, label):
+    """f(z, s) = r (D - z) at sigma = e^{-s} (alpha = 1), per trajectory."""
+    with np.errstate(under="ignore"):
+        sigma = np.exp(-s)
+    res, lse = field._residual(z, sigma, np.ones_like(sigma), label)
+    return field._factors(sigma, lse)[0][:, None] * res
+
+
+def _rms(err, y, ynew, rtol, atol):
+    sc = atol + rtol * np.maximum(np.abs(y), np.abs(ynew))
+    return np.sqrt(np.mean((err / sc) ** 2, axis=1))
+
+
+def solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label):
+    q, d = y0.shape
+    grid, slot = _grid(span, save)
+    ys = np.full((save.size, q, d), np.nan)
+    n_steps = np.zeros(q, np.int64)
+    n_rej = np.zeros(q, np.int64)
+    nfev = np.zeros(q, np.int64)
+    status = np.full(q, odeint.STATUS_SUCCESS, np.int64)
+    max_norm = np.linalg.norm(y0, axis=1)
+    if slot[0] >= 0:
+        ys[slot[0]] = y0
+    if meth.adaptive:
+        y = _adaptive(field, y0, grid, slot, meth, h, rtol, atol, max_steps, label, ys, n_steps,
+                      n_rej, nfev, status, max_norm)
+    else:
+        y = _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, status,
+                   max_norm)
+    result = SolveResult(y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev,
+                         status=status, method=meth.name,
+                         message=[STATUS_MESSAGES[int(st)] for st in status], max_norm=max_norm)
+    if hasattr(field, "nearest"):
+        kw = {} if label is None else {"label": label}
+        i1, _, r1, _ = field.nearest(y, **kw)
+        result.nearest, result.nearest_distance = i1, r1
+    return result
+
+
+def _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, status, max_norm):
+    y = y0.copy()
+    q = y.shape[0]
+    n_prev = None   # ETD2M: N at the previous step and that step's size
+    h_prev = None
+    for k in range(grid.size - 1):
+        dg = grid[k + 1] - grid[k]
+        n = max(1, int(np.ceil(dg / h * (1 - 1e-12))))
+        hk = dg / n
+        if meth.multistep:
+            e = np.exp(-hk)
+            p1 = -np.expm1(-hk)
+        else:
+            A, b, c, E, Ef, ell = meth.coefficients(hk)
+        for i in range(n):
+            if n_steps[0] >= max_steps:
+                status[:] = odeint.STATUS_MAX_STEPS
+                return y
+            s = grid[k] + i * hk
+            sv = np.full(q, s)
+            if meth.multistep:
+                N = _rhs(field, y, sv, label) + y
+                nfev += 1
+                if n_prev is None:
+                    ynew = e * y + p1 * N
+                else:
+                    r = h_prev / hk
+                    ynew = e * y + p1 * ((1 + 0.5 / r) * N - (0.5 / r) * n_prev)
+                n_prev, h_prev = N, hk
+            else:
+                G = []
+                for st in range(c.size):
+                    Y = E[st] * y + hk * sum(A[st, j] * G[j] for j in range(st)) if st else y
+                    G.append(_rhs(field, Y, sv + c[st] * hk, label) + ell * Y)
+                    nfev += 1
+                ynew = Ef * y + hk * sum(b[st] * G[st] for st in range(c.size))
+            bad = ~np.all(np.isfinite(ynew), axis=1)
+            status[bad] = odeint.STATUS_NONFINITE
+            y = np.where(bad[:, None], y, ynew)
+            n_steps += 1
+            max_norm[:] = np.maximum(max_norm, np.linalg.norm(y, axis=1))
+        if slot[k + 1] >= 0:
+            ys[slot[k + 1]] = y
+    return y
+
+
+def _adaptive(field, y0, grid, slot, meth, h0, rtol, atol, max_steps, label, ys, n_steps, n_rej,
+              nfev, status, max_norm):
+    A, b, c, _, _, _ = meth.coefficients(None)
+    berr = np.asarray(meth.b_err, float)
+    P = None if meth.P is None else np.asarray(meth.P, float)
+    fsal = c[-1] == 1.0 and np.allclose(A[-1], b)
+    order = meth.error_order or meth.order
+    q = y0.shape[0]
+    y = y0.copy()
+    s = np.full(q, grid[0])
+    h = np.full(q, h0 if h0 is not None else _initial_step(grid[[0, -1]], meth.order, rtol))
+    errold = np.full(q, 1e-4)
+    nxt = np.ones(q, np.int64)   # next grid index to reach / save
+    active = np.ones(q, bool)
+    f0 = _rhs(field, y, s, label)
+    nfev += 1
+    while np.any(active):
+        idx = np.flatnonzero(active)
+        over = n_steps[idx] >= max_steps
+        status[idx[over]] = odeint.STATUS_MAX_STEPS
+        active[idx[over]] = False
+        idx = idx[~over]
+        if idx.size == 0:
+            break
+        yi, si = y[idx], s[idx]
+        target = grid[-1] if P is not None else grid[nxt[idx]]
+        hi = np.minimum(h[idx], target - si)
+        tiny = hi <= 1e-14 * np.maximum(1.0, np.abs(si))
+        if np.any(tiny):
+            status[idx[tiny]] = odeint.STATUS_STEP_UNDERFLOW
+            active[idx[tiny]] = False
+            keep = ~tiny
+            idx, yi, si, hi = idx[keep], yi[keep], si[keep], hi[keep]
+            if idx.size == 0:
+                continue
+        K = [f0[idx]]
+        for st in range(1, c.size):
+            Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
+            K.append(_rhs(field, Y, si + c[st] * hi, label))
+            nfev[idx] += 1
+        ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
+        err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
+        en = _rms(err, yi, ynew, rtol, atol)
+        en = np.where(np.all(np.isfinite(ynew), axis=1), en, np.inf)
+        acc = en <= 1.0
+        rej = ~acc
+        n_rej[idx[rej]] += 1
+        h[idx[rej]] = hi[rej] * np.maximum(0.2, 0.9 * np.where(np.isfinite(en[rej]), en[rej], 1e10)
+                                           ** (-1.0 / (order + 1)))
+        ia = idx[acc]
+        if ia.size:
+            ha, ya, yn, sa = hi[acc], yi[acc], ynew[acc], si[acc]
+            Ka = [Kj[acc] for Kj in K]
+            # saves inside (s, s + h]: dense output or exact landing
+            for jj, qq in enumerate(ia):
+                while nxt[qq] < grid.size and grid[nxt[qq]] <= sa[jj] + ha[jj] * (1 + 1e-15):
+                    sl = slot[nxt[qq]]
+                    if sl >= 0:
+                        if P is not None:
+                            th = (grid[nxt[qq]] - sa[jj]) / ha[jj]
+                            w = P @ (th ** np.arange(1, 5))
+                            ys[sl, qq] = ya[jj] + ha[jj] * sum(w[st] * Ka[st][jj] for st in range(c.size))
+                        else:
+                            ys[sl, qq] = yn[jj]
+                    nxt[qq] += 1
+            e_acc = en[acc]
+            fac = 0.9 * np.maximum(e_acc, 1e-10) ** (-0.7 / (order + 1)) * errold[ia] ** (0.4 / (order + 1))
+            errold[ia] = np.maximum(e_acc, 1e-4)
+            h[ia] = ha * np.minimum(5.0, np.maximum(0.2, fac))
+            y[ia] = yn
+            s[ia] = sa + ha
+            n_steps[ia] += 1
+            max_norm[ia] = np.maximum(max_norm[ia], np.linalg.norm(yn, axis=1))
+            if fsal:
+                f0[ia] = Ka[-1]
+            else:
+                f0[ia] = _rhs(field, yn, s[ia], label)
+                nfev[ia] += 1
+            done = s[ia] >= grid[-1] * (1 - 1e-15) - 1e-300
+            done |= nxt[ia] >= grid.size
+            active[ia[done]] = False
+    return y

@@ -1,0 +1,44 @@
+"""The ``scoredyn`` command line."""
+import argparse
+import json
+import sys
+
+
+def _bench(args):
+    from threadpoolctl import threadpool_info
+
+    from . import bench
+    blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    print(f"# BLAS: {blas}")
+    sizes = bench.FIELD_SIZES_QUICK if args.quick else bench.FIELD_SIZES
+    rows = bench.field_benchmark(sizes, dtypes=args.dtype, repeat=args.repeat, sigma=args.sigma)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+        print(f"# wrote {args.json}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
+    b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
+                   choices=["float64", "float32"])
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--sigma", type=float, default=1.0,
+                   help="noise level (scaled by sqrt(d)/4 for d > 8 so weights stay non-trivial)")
+    b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    b.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""``solve``: the log-time reverse ODE ``dz/ds = -r (z - D(z; e^{-s}))`` for a batch of states.
+
+Two engines, one result:
+
+* compiled (numba, :mod:`scoredyn.kernels.odeint`): for :class:`EmpiricalScore`
+  (with or without Tikhonov / Empirical-Bayes regularization) and every
+  one-step method in the registry; the whole time loop runs in the kernel,
+  one trajectory per thread, with online diagnostics;
+* numpy: any field with the :class:`ScoreField` interface (Gaussian mixtures,
+  user fields) and every registered method including user subclasses and the
+  multistep ETD2M; vectorised over trajectories, per-trajectory step sizes.
+
+Step control is per trajectory: each has its own step size, acceptance and
+status.  A numerical failure is reported in the result, never raised.
+"""
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+
+from ._validation import as_scalar
+from .empirical import EmpiricalScore
+from .fields import ScoreField
+from .integrators import get_method
+from .kernels import odeint
+from .regularization import EmpiricalBayes, Tikhonov
+
+STATUS_MESSAGES = {
+    odeint.STATUS_SUCCESS: "The solver successfully reached the end of the integration interval.",
+    odeint.STATUS_MAX_STEPS: "The number of steps exceeded `max_steps`.",
+    odeint.STATUS_STEP_UNDERFLOW: "The step size fell below the resolution of s.",
+    odeint.STATUS_NONFINITE: "The state became non-finite.",
+}
+
+
+@dataclass
+class SolveResult:
+    """Outcome of :func:`solve` for Q trajectories in dimension d.
+
+    Attributes
+    ----------
+    y : (Q, d) ndarray
+        Final states.
+    s : (m,) ndarray
+        The save times (``save_at``; empty if none).
+    ys : (m, Q, d) ndarray
+        States at the save times.
+    n_steps, n_rejected, nfev : (Q,) int ndarrays
+        Accepted steps, rejected steps and right-hand-side evaluations per trajectory.
+    status : (Q,) int ndarray
+        0 success; 1 too many steps; 2 step-size underflow; 3 non-finite state.
+    message : list of str
+        One message per trajectory.
+    nearest : (Q,) int ndarray or None
+        Index of the data point nearest to the final state (empirical fields).
+    nearest_distance : (Q,) ndarray or None
+        Its distance ``|y - x_nearest|`` (from the recentred deviation when
+        ``recentre=True``, so it is resolved far below the float64 floor of y).
+    max_norm : (Q,) ndarray or None
+        Largest ``|y|`` seen along the trajectory (at step starts and the end).
+    deviation : (Q, d) ndarray or None
+        ``recentre=True``: final ``y - x_centre`` to full relative precision.
+    centre : (Q,) int ndarray or None
+        The data point ``deviation`` is measured from.
+    method : str
+    """
+
+    y: np.ndarray
+    s: np.ndarray
+    ys: np.ndarray
+    n_steps: np.ndarray
+    n_rejected: np.ndarray
+    nfev: np.ndarray
+    status: np.ndarray
+    method: str
+    message: list = dc_field(default_factory=list)
+    nearest: np.ndarray | None = None
+    nearest_distance: np.ndarray | None = None
+    max_norm: np.ndarray | None = None
+    deviation: np.ndarray | None = None
+    centre: np.ndarray | None = None
+
+    @property
+    def success(self):
+        """True when every trajectory reached the end of the span."""
+        return bool(np.all(self.status == 0))
+
+
+def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps):
+    if not isinstance(field, ScoreField):
+        raise TypeError(f"`field` must be a ScoreField (EmpiricalScore, GaussianMixture, ...); "
+                        f"got {type(field).__name__}.")
+    y0 = np.asarray(y0)
+    if y0.ndim != 2 or y0.shape[1] != field.dim:
+        raise ValueError(f"`y0` must have shape (Q, {field.dim}); got shape {y0.shape}.")
+    if not np.issubdtype(y0.dtype, np.number) or np.iscomplexobj(y0):
+        raise TypeError(f"`y0` must be a real numeric array; got dtype {y0.dtype}.")
+    if not np.all(np.isfinite(y0)):
+        raise ValueError("All components of the initial state `y0` must be finite.")
+    span = np.asarray(s_span, dtype=float)
+    if span.shape != (2,) or not np.all(np.isfinite(span)):
+        raise ValueError(f"`s_span` must be two finite numbers (s0, s1); got {s_span!r}.")
+    if not span[1] > span[0]:
+        raise ValueError(f"`s_span` must be increasing (s0 < s1); got {tuple(span)}.")
+    meth = get_method(method)
+    if meth.adaptive:
+        rtol = as_scalar(rtol, "rtol", low=0.0, low_inclusive=False)
+        atol = as_scalar(atol, "atol", low=0.0, low_inclusive=False)
+        if h is not None:
+            h = as_scalar(h, "h", low=0.0, low_inclusive=False)
+    else:
+        if h is None:
+            raise ValueError(f"`h` (the largest step) is required for the fixed-step method "
+                             f"{meth.name!r}.")
+        h = as_scalar(h, "h", low=0.0, low_inclusive=False)
+    if save_at is None:
+        save = np.empty(0)
+    else:
+        save = np.atleast_1d(np.asarray(save_at, dtype=float))
+        if save.ndim != 1 or not np.all(np.isfinite(save)):
+            raise ValueError("`save_at` must be a 1-D array of finite times.")
+        if np.any(save < span[0]) or np.any(save > span[1]):
+            raise ValueError(f"`save_at` must lie within s_span {tuple(span)}; got values in "
+                             f"[{save.min()}, {save.max()}].")
+        if np.any(np.diff(save) <= 0):
+            raise ValueError("`save_at` must be strictly increasing.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"`max_steps` must be a positive integer; got {max_steps!r}.")
+    return np.ascontiguousarray(y0, dtype=np.float64), span, meth, h, rtol, atol, save
+
+
+def _grid(span, save):
+    grid = np.unique(np.concatenate([span, save]))
+    slot = np.full(grid.size, -1, np.int64)
+    slot[np.searchsorted(grid, save)] = np.arange(save.size)
+    return grid, slot
+
+
+def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,
+          recentre=False, max_steps=100_000, label=None, engine="auto"):
+    """Integrate ``dz/ds = -r(s) (z - D(z; sigma = e^{-s}))`` from ``s_span[0]`` to ``s_span[1]``.
+
+    For the VE schedule ``sigma(t) = t`` this is the theorem's log-time
+    ``s = -log t``, ``y(s) = x(e^{-s})`` (seed 001; DESIGN.md §2); for other
+    schedules map with :class:`scoredyn.schedules.Schedule` (``s = lambda``,
+    ``z = x / alpha``).
+
+    Parameters
+    ----------
+    field : ScoreField
+        The score field; ``r`` is its regularization's shrink factor (1 without).
+    y0 : (Q, d) array_like
+        Initial states at ``s_span[0]``.
+    s_span : (s0, s1)
+        Increasing log-time span.
+    method : str or Integrator subclass
+        A name in :data:`scoredyn.integrators.METHODS` (message lists them).
+    h : float
+        Fixed-step methods: the largest step (each segment between save times
+        takes equal steps <= h).  Adaptive methods: the first step (optional).
+    rtol, atol : float
+        Adaptive methods: tolerances of the RMS error norm per trajectory.
+    save_at : (m,) array_like, optional
+        Increasing times within the span at which to store states.
+    recentre : bool
+        Integrate the deviation from the nearest data point (empirical fields,
+        compiled engine): resolves ``|y - x_i| ~ e^{-s}`` far past the float64 floor.
+    max_steps : int
+        Per trajectory.
+    label : optional
+        Class label for class-conditional fields.
+    engine : {"auto", "compiled", "numpy"}
+        "auto" uses the compiled kernel when the field and method allow it.
+
+    Returns
+    -------
+    SolveResult
+    """
+    y0, span, meth, h, rtol, atol, save = _validate(field, y0, s_span, method, h, rtol, atol,
+                                                    save_at, max_steps)
+    if engine not in ("auto", "compiled", "numpy"):
+        raise ValueError(f"`engine` must be one of 'auto', 'compiled', 'numpy'; got {engine!r}.")
+    compilable = (type(field) is EmpiricalScore and not meth.multistep
+                  and (meth.adaptive is False or meth.P is not None))
+    if engine == "compiled" and not compilable:
+        raise ValueError("the compiled engine needs an EmpiricalScore field and a one-step method "
+                         f"(got {type(field).__name__} with {meth.name!r}).")
+    if recentre and not compilable:
+        raise ValueError("`recentre=True` needs the compiled engine (an EmpiricalScore field and "
+                         "a one-step method).")
+    if compilable and engine != "numpy":
+        return _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps,
+                               label)
+    from ._solve_numpy import solve_numpy
+    return solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label)
+
+
+def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps, label):
+    prep = field._prepared(label)
+    reg = field.regularization
+    if reg is None:
+        kind, param = odeint.REG_NONE, 0.0
+    elif isinstance(reg, Tikhonov):
+        kind, param = odeint.REG_TIKHONOV, reg.c
+    elif isinstance(reg, EmpiricalBayes):
+        kind, param = odeint.REG_EMPIRICAL_BAYES, reg.tau
+    else:
+        raise TypeError(f"unsupported regularization {type(reg).__name__} for the compiled engine")
+    grid, slot = _grid(span, save)
+    nseg = grid.size - 1
+    if meth.adaptive:
+        A, b, c, E, Ef, ell = meth.coefficients(None)
+        A, B, E, Ef = A[None], b[None], E[None], np.array([Ef])
+        seg_steps = np.ones(nseg, np.int64)
+        berr, P = np.asarray(meth.b_err, float), np.asarray(meth.P, float)
+        h0 = h if h is not None else _initial_step(span, meth.order, rtol)
+    else:
+        seg_steps = np.maximum(1, np.ceil(np.diff(grid) / h * (1 - 1e-12))).astype(np.int64)
+        coefs = [meth.coefficients(dg / n) for dg, n in zip(np.diff(grid), seg_steps)]
+        A = np.stack([co[0] for co in coefs])
+        B = np.stack([co[1] for co in coefs])
+        E = np.stack([co[3] for co in coefs])
+        Ef = np.array([co[4] for co in coefs])
+        c, ell = coefs[0][2], coefs[0][5]
+        berr, P, h0 = np.zeros(c.size), np.zeros((c.size, 4)), 0.0
+    q, d = y0.shape
+    ys = np.full((save.size, q, d), np.nan)
+    y, u = np.empty((q, d)), np.empty((q, d))
+    ints = [np.zeros(q, np.int64) for _ in range(6)]
+    near_d2, max_norm = np.empty(q), np.empty(q)
+    centre, n_steps, n_rej, nfev, status, nearest = ints
+    odeint.integrate(prep.XT, y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
+                     np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
+                     np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
+                     bool(meth.adaptive), berr, P, float(rtol), float(atol), float(h0),
+                     int(max_steps), kind, float(param), bool(recentre), ys, y, u, centre,
+                     n_steps, n_rej, nfev, status, nearest, near_d2, max_norm)
+    if recentre:
+        # distance to the nearest site from the deviation (full relative precision)
+        same = nearest == centre
+        dist = np.sqrt(near_d2)
+        dist[same] = np.linalg.norm(u[same], axis=1)
+    else:
+        dist = np.sqrt(near_d2)
+    return SolveResult(
+        y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev, status=status,
+        method=meth.name, message=[STATUS_MESSAGES[int(st)] for st in status], nearest=nearest,
+        nearest_distance=dist, max_norm=max_norm, deviation=u if recentre else None,
+        centre=centre if recentre else None)
+
+
+def _initial_step(span, order, rtol):
+    """A conservative first step; the controller adapts it within a few steps."""
+    return float(min(0.1 * (span[1] - span[0]), 0.1 * rtol ** (1.0 / (order + 1))))
