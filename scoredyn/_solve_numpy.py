@@ -22,8 +22,30 @@ def _rms(err, y, ynew, rtol, atol):
     return np.sqrt(np.mean((err / sc) ** 2, axis=1))
 
 
+def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
+    """Integrate ``y' = rhs(y, s)`` (``s`` a (Q,) array) over ``span``; final states (Q, d)."""
+    span = np.asarray(span, dtype=float)
+    save = np.empty(0)
+    q = y0.shape[0]
+    stats = [np.zeros(q, np.int64) for _ in range(4)]
+    max_norm = np.linalg.norm(y0, axis=1)
+    grid, slot = _grid(span, save)
+    ys = np.empty((0,) + y0.shape)
+    if meth.adaptive:
+        return _adaptive(rhs, y0, grid, slot, meth, h, rtol, atol, max_steps, ys, *stats,
+                         max_norm)
+    if h is None:
+        raise ValueError(f"`h` is required for the fixed-step method {meth.name!r}.")
+    return _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], stats[3],
+                  max_norm)
+
+
 def solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label):
     q, d = y0.shape
+
+    def rhs(z, s):
+        return _rhs(field, z, s, label)
+
     grid, slot = _grid(span, save)
     ys = np.full((save.size, q, d), np.nan)
     n_steps = np.zeros(q, np.int64)
@@ -34,11 +56,10 @@ def solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label):
     if slot[0] >= 0:
         ys[slot[0]] = y0
     if meth.adaptive:
-        y = _adaptive(field, y0, grid, slot, meth, h, rtol, atol, max_steps, label, ys, n_steps,
+        y = _adaptive(rhs, y0, grid, slot, meth, h, rtol, atol, max_steps, ys, n_steps,
                       n_rej, nfev, status, max_norm)
     else:
-        y = _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, status,
-                   max_norm)
+        y = _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, max_norm)
     result = SolveResult(y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev,
                          status=status, method=meth.name,
                          message=[STATUS_MESSAGES[int(st)] for st in status], max_norm=max_norm)
@@ -49,7 +70,7 @@ def solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label):
     return result
 
 
-def _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, status, max_norm):
+def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, max_norm):
     y = y0.copy()
     q = y.shape[0]
     n_prev = None   # ETD2M: N at the previous step and that step's size
@@ -70,7 +91,7 @@ def _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, 
             s = grid[k] + i * hk
             sv = np.full(q, s)
             if meth.multistep:
-                N = _rhs(field, y, sv, label) + y
+                N = rhs(y, sv) + y
                 nfev += 1
                 if n_prev is None:
                     ynew = e * y + p1 * N
@@ -82,7 +103,7 @@ def _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, 
                 G = []
                 for st in range(c.size):
                     Y = E[st] * y + hk * sum(A[st, j] * G[j] for j in range(st)) if st else y
-                    G.append(_rhs(field, Y, sv + c[st] * hk, label) + ell * Y)
+                    G.append(rhs(Y, sv + c[st] * hk) + ell * Y)
                     nfev += 1
                 ynew = Ef * y + hk * sum(b[st] * G[st] for st in range(c.size))
             bad = ~np.all(np.isfinite(ynew), axis=1)
@@ -95,7 +116,7 @@ def _fixed(field, y0, grid, slot, meth, h, max_steps, label, ys, n_steps, nfev, 
     return y
 
 
-def _adaptive(field, y0, grid, slot, meth, h0, rtol, atol, max_steps, label, ys, n_steps, n_rej,
+def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps, n_rej,
               nfev, status, max_norm):
     A, b, c, _, _, _ = meth.coefficients(None)
     berr = np.asarray(meth.b_err, float)
@@ -109,7 +130,7 @@ def _adaptive(field, y0, grid, slot, meth, h0, rtol, atol, max_steps, label, ys,
     errold = np.full(q, 1e-4)
     nxt = np.ones(q, np.int64)   # next grid index to reach / save
     active = np.ones(q, bool)
-    f0 = _rhs(field, y, s, label)
+    f0 = rhs(y, s)
     nfev += 1
     while np.any(active):
         idx = np.flatnonzero(active)
@@ -133,7 +154,7 @@ def _adaptive(field, y0, grid, slot, meth, h0, rtol, atol, max_steps, label, ys,
         K = [f0[idx]]
         for st in range(1, c.size):
             Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
-            K.append(_rhs(field, Y, si + c[st] * hi, label))
+            K.append(rhs(Y, si + c[st] * hi))
             nfev[idx] += 1
         ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
         err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
@@ -171,7 +192,7 @@ def _adaptive(field, y0, grid, slot, meth, h0, rtol, atol, max_steps, label, ys,
             if fsal:
                 f0[ia] = Ka[-1]
             else:
-                f0[ia] = _rhs(field, yn, s[ia], label)
+                f0[ia] = rhs(yn, s[ia])
                 nfev[ia] += 1
             done = s[ia] >= grid[-1] * (1 - 1e-15) - 1e-300
             done |= nxt[ia] >= grid.size
