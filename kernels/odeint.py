@@ -26,6 +26,7 @@ from numba import njit, prange
 from .config import FASTMATH, TILE_N
 from .mathfn import exp_nonpos
 from .reduction import posterior_one
+from .voronoi import cell_margins
 
 REG_NONE, REG_TIKHONOV, REG_EMPIRICAL_BAYES = 0, 1, 2
 STATUS_RUNNING, STATUS_SUCCESS, STATUS_MAX_STEPS, STATUS_STEP_UNDERFLOW, STATUS_NONFINITE = (
@@ -33,12 +34,12 @@ STATUS_RUNNING, STATUS_SUCCESS, STATUS_MAX_STEPS, STATUS_STEP_UNDERFLOW, STATUS_
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _rhs(XT, u, xc, s, reg_kind, reg_param, out, mean, dist):
-    """out = -r (u - (D - x_c)); returns (nearest index, squared distance)."""
+def _rhs(XT, u, xc, s, reg_kind, reg_param, out, mean, dist, want_nearest):
+    """out = -r (u - (D - x_c)); returns (nearest index, squared distance) if asked, else (-1, inf)."""
     d = XT.shape[0]
     e2s = np.exp(2.0 * s)                 # inf past s ~ 354: handled by the kernel
     inv = 0.5 * e2s
-    dmin, lsum, i1, d1, i2, d2 = posterior_one(XT, u, 1.0, xc, inv, True, mean, dist)
+    dmin, lsum, i1, d1, i2, d2 = posterior_one(XT, u, 1.0, xc, inv, want_nearest, mean, dist)
     r = 1.0
     if reg_kind == REG_TIKHONOV:
         r = 1.0 / (1.0 + reg_param * e2s)
@@ -65,8 +66,9 @@ def _rms_error(err, u, unew, rtol, atol):
 @njit(parallel=True, cache=True)
 def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
               adaptive, Berr, P, rtol, atol, h0, max_steps, reg_kind, reg_param, recentre,
-              Ysave, Yout, Uout, centre, n_steps, n_rejected, nfev, status, nearest,
-              nearest_d2, max_norm):
+              delta, s_star, Ysave, Yout, Uout, centre, n_steps, n_rejected, nfev, status, nearest,
+              nearest_d2, max_norm, cell_changes, boundary_distance, entry_time,
+              first_inside):
     """Integrate every trajectory from ``grid[0]`` to ``grid[-1]``.
 
     Parameters
@@ -94,6 +96,12 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
     reg_kind : int
         0 none, 1 Tikhonov (``reg_param = c``), 2 Empirical Bayes (``reg_param = tau``).
     recentre : bool
+    delta : float
+        > 0: track entry into the shrunken cell ``V^delta`` (one extra O(N d)
+        pass per step); <= 0: off.
+    s_star : float
+        With ``delta``: also record the first step start at or after ``s_star``
+        at which the state is in ``V^delta`` of its nearest site.
     Ysave : (n_save, Q, d) float64, out
     Yout, Uout : (Q, d) float64, out
         Final state and its deviation from the final centre.
@@ -103,6 +111,16 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
     nearest_d2, max_norm : (Q,) float64, out
         Final squared distance to the nearest site; largest ``|y|`` seen at the
         start of each step and at the end.
+    cell_changes : (Q,) int64, out
+        Number of times the nearest site changed between step starts.
+    boundary_distance : (Q,) float64, out
+        Final distance to the boundary of the final cell.
+    entry_time : (Q,) float64, out
+        Start of the last uninterrupted stay in ``V^delta`` of the final cell
+        (NaN if the final state is not in it, or ``delta <= 0``).
+    first_inside : (Q,) float64, out
+        First step start ``>= s_star`` in ``V^delta`` (NaN if none).  Cell
+        invariance after ``s*`` means ``entry_time <= first_inside``.
     """
     d = XT.shape[0]
     nq = Y0.shape[0]
@@ -121,6 +139,10 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
         dist = np.empty(TILE_N)
         f0 = np.empty(d)
         ymax = 0.0
+        ncell = 0
+        cell = -1
+        entry = np.nan
+        first_in = np.nan
         nst = 0
         nrej = 0
         nf = 0
@@ -128,7 +150,7 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
         if save_slot[0] >= 0:
             Ysave[save_slot[0], q, :] = u
         s = grid[0]
-        i1, dd1 = _rhs(XT, u, xc, s, reg_kind, reg_param, f0, mean, dist)
+        i1, dd1 = _rhs(XT, u, xc, s, reg_kind, reg_param, f0, mean, dist, True)
         nf += 1
         h = h0
         errold = 1e-4
@@ -149,6 +171,20 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
             for k in range(d):
                 nrm += (u[k] + xc[k]) ** 2
             ymax = max(ymax, np.sqrt(nrm))
+            if i1 != cell:
+                if cell >= 0:
+                    ncell += 1
+                cell = i1
+                entry = np.nan
+            if delta > 0.0:
+                bd, gap, nt = cell_margins(XT, u, xc, i1, 0.0)
+                if gap >= delta:
+                    if np.isnan(entry):
+                        entry = s
+                    if s >= s_star and np.isnan(first_in):
+                        first_in = s
+                else:
+                    entry = np.nan
             if nst >= max_steps:
                 stat = STATUS_MAX_STEPS
                 break
@@ -170,7 +206,8 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                     for j in range(i):
                         acc += h * A[sg, i, j] * G[j, k]
                     Ys[k] = acc
-                li1, ld1 = _rhs(XT, Ys, xc, s + C[i] * h, reg_kind, reg_param, G[i], mean, dist)
+                li1, ld1 = _rhs(XT, Ys, xc, s + C[i] * h, reg_kind, reg_param, G[i], mean, dist,
+                                adaptive and i == S - 1)
                 nf += 1
                 for k in range(d):
                     G[i, k] += ell * Ys[k]
@@ -241,7 +278,7 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                 else:
                     s = grid[seg] + k_in_seg * h
                 # f at the new state: stage 0 of the next step (and the final diagnostics)
-                i1, dd1 = _rhs(XT, u, xc, s, reg_kind, reg_param, f0, mean, dist)
+                i1, dd1 = _rhs(XT, u, xc, s, reg_kind, reg_param, f0, mean, dist, True)
                 nf += 1
         # final diagnostics at the last state
         nrm = 0.0
@@ -250,6 +287,19 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
             Uout[q, k] = u[k]
             nrm += Yout[q, k] ** 2
         max_norm[q] = max(ymax, np.sqrt(nrm))
+        bd, gap, nt = cell_margins(XT, u, xc, i1, 0.0)
+        boundary_distance[q] = bd
+        if i1 != cell:
+            ncell += 1
+            entry = np.nan
+        if delta > 0.0 and gap >= delta:
+            entry_time[q] = s if np.isnan(entry) else entry
+            if s >= s_star and np.isnan(first_in):
+                first_in = s
+        else:
+            entry_time[q] = np.nan
+        first_inside[q] = first_in
+        cell_changes[q] = ncell
         centre[q] = c
         nearest[q] = i1
         nearest_d2[q] = dd1

@@ -120,3 +120,109 @@ def field_benchmark(sizes=FIELD_SIZES, dtypes=("float64", "float32"), repeat=3, 
             echo(line)
             rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- ODE
+def _numpy_denoise(y, data, sigma):
+    """What a user without scoredyn writes: direct differences, dense softmax."""
+    l = -((y[:, None, :] - data[None]) ** 2).sum(-1) / (2.0 * sigma * sigma)
+    w = np.exp(l - l.max(1, keepdims=True))
+    return (w @ data) / w.sum(1, keepdims=True)
+
+
+def _stacked_rhs(data):
+    d = data.shape[1]
+
+    def rhs(s, y):
+        z = y.reshape(-1, d)
+        return (_numpy_denoise(z, data, np.exp(-s)) - z).ravel()
+    return rhs
+
+
+def _numpy_etd1(data, y0, s1, h):
+    y = y0.copy()
+    n = int(round(s1 / h))
+    for k in range(n):
+        e = np.exp(-h)
+        y = e * y + (1 - e) * _numpy_denoise(y, data, np.exp(-k * h))
+    return y
+
+
+def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000), rng=0,
+                  echo=print):
+    """Time the log-time ODE to a final error <= ``target`` against the peers.
+
+    The reference is scipy DOP853 at rtol 1e-13 on the stacked state.  Each
+    method's tolerance (or step) is tightened by factors of 10 (2) until its
+    largest final error is below ``target``; the time of that run is reported.
+    """
+    from scipy.integrate import solve_ivp
+
+    from .solve import solve
+    gen = np.random.default_rng(rng)
+    data = gen.standard_normal((n, d))
+    y0 = gen.standard_normal((q, d))
+    field = EmpiricalScore(data)
+    rhs = _stacked_rhs(data)
+    t0 = time.perf_counter()
+    ref = solve_ivp(rhs, (0.0, s1), y0.ravel(), method="DOP853", rtol=1e-13, atol=1e-15)
+    echo(f"# reference: scipy DOP853 rtol 1e-13 on the stacked state, {time.perf_counter() - t0:.1f} s, "
+         f"{ref.nfev} rhs calls")
+    ref = ref.y[:, -1].reshape(q, d)
+    rows = []
+
+    def report(name, seconds, err, setting):
+        rows.append({"method": name, "seconds": seconds, "max_error": err, "setting": setting})
+        echo(f"{name:34s} {seconds:9.3f} s   max error {err:8.1e}   {setting}")
+
+    echo(f"# Q = {q}, N = {n}, d = {d}, s in [0, {s1}], target max error {target:g}")
+    for method, kind in (("dopri5", "rtol"), ("etdrk4", "h"), ("rk4", "h")):
+        setting = 1e-7 if kind == "rtol" else 0.1
+        while True:
+            kw = {"rtol": setting, "atol": setting * 1e-2} if kind == "rtol" else {"h": setting}
+            solve(field, y0[:10], (0.0, s1), method=method, **kw)   # compile
+            t0 = time.perf_counter()
+            r = solve(field, y0, (0.0, s1), method=method, **kw)
+            t = time.perf_counter() - t0
+            err = float(np.max(np.abs(r.y - ref)))
+            if err <= target or setting < 1e-14:
+                break
+            setting = setting / 10 if kind == "rtol" else setting / 2
+        report(f"scoredyn {method} (compiled)", t, err, f"{kind}={setting:g}")
+    for method in ("RK45", "DOP853"):
+        rtol = 1e-8
+        while True:
+            t0 = time.perf_counter()
+            sol = solve_ivp(rhs, (0.0, s1), y0.ravel(), method=method, rtol=rtol, atol=rtol * 1e-2)
+            t = time.perf_counter() - t0
+            err = float(np.max(np.abs(sol.y[:, -1].reshape(q, d) - ref)))
+            if err <= target or rtol < 1e-13:
+                break
+            rtol /= 10
+        report(f"scipy solve_ivp {method} (stacked)", t, err, f"rtol={rtol:g}")
+    # vectorised numpy exponential Euler: error ~ C h, far from 1e-8 in any sensible time
+    for h in (1e-2, 1e-3):
+        t0 = time.perf_counter()
+        y = _numpy_etd1(data, y0, s1, h)
+        t = time.perf_counter() - t0
+        report("numpy exponential Euler", t, float(np.max(np.abs(y - ref))), f"h={h:g}")
+    last = rows[-1]
+    extrap = last["seconds"] * last["max_error"] / target
+    echo(f"# numpy exponential Euler extrapolated to error {target:g} (error ~ h): ~{extrap:.0f} s")
+    rows.append({"method": "numpy exponential Euler (extrapolated)", "seconds": extrap,
+                 "max_error": target, "setting": "error proportional to h"})
+    if big:
+        qb, nb = big
+        datab = gen.standard_normal((nb, d))
+        yb = gen.standard_normal((qb, d))
+        fb = EmpiricalScore(datab)
+        for method, kw in (("dopri5", {"rtol": 1e-8, "atol": 1e-10}), ("etd1", {"h": 0.01})):
+            t0 = time.perf_counter()
+            r = solve(fb, yb, (0.0, s1), method=method, **kw)
+            t = time.perf_counter() - t0
+            rows.append({"method": f"scoredyn {method} Q={qb} N={nb}", "seconds": t,
+                         "max_error": None, "setting": str(kw),
+                         "mean_steps": float(r.n_steps.mean())})
+            echo(f"scoredyn {method} Q={qb}, N={nb}, d={d}: {t:.2f} s "
+                 f"(mean {r.n_steps.mean():.0f} steps, {r.nfev.sum() / t / 1e6:.2f} M rhs/s)")
+    return rows

@@ -11,8 +11,14 @@ def _bench(args):
     blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
             for i in threadpool_info() if i.get("user_api") == "blas"]
     print(f"# BLAS: {blas}")
-    sizes = bench.FIELD_SIZES_QUICK if args.quick else bench.FIELD_SIZES
-    rows = bench.field_benchmark(sizes, dtypes=args.dtype, repeat=args.repeat, sigma=args.sigma)
+    rows = {}
+    if args.what in ("field", "all"):
+        sizes = bench.FIELD_SIZES_QUICK if args.quick else bench.FIELD_SIZES
+        rows["field"] = bench.field_benchmark(sizes, dtypes=args.dtype, repeat=args.repeat,
+                                              sigma=args.sigma)
+    if args.what in ("ode", "all"):
+        kw = dict(q=500, big=(5_000, 200)) if args.quick else {}
+        rows["ode"] = bench.ode_benchmark(**kw)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
@@ -24,6 +30,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
+    b.add_argument("what", nargs="?", default="all", choices=["field", "ode", "all"],
+                   help="the posterior-mean kernel, the ODE solver, or both (default)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])

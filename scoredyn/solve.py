@@ -61,6 +61,17 @@ class SolveResult:
         ``recentre=True``: final ``y - x_centre`` to full relative precision.
     centre : (Q,) int ndarray or None
         The data point ``deviation`` is measured from.
+    cell_changes : (Q,) int ndarray or None
+        How often the nearest data point changed (between step starts).
+    boundary_distance : (Q,) ndarray or None
+        Final distance to the boundary of the final Voronoi cell.
+    entry_time : (Q,) ndarray or None
+        With ``delta``: the time from which the trajectory stayed in
+        ``V^delta`` of its final cell (NaN if it ends outside).
+    first_inside : (Q,) ndarray or None
+        With ``delta`` and ``s_star``: the first step start ``>= s_star`` in
+        ``V^delta`` of the nearest site (NaN if none).  Invariance after ``s*``
+        (Baptista et al.) means ``entry_time <= first_inside``.
     method : str
     """
 
@@ -78,6 +89,10 @@ class SolveResult:
     max_norm: np.ndarray | None = None
     deviation: np.ndarray | None = None
     centre: np.ndarray | None = None
+    cell_changes: np.ndarray | None = None
+    boundary_distance: np.ndarray | None = None
+    entry_time: np.ndarray | None = None
+    first_inside: np.ndarray | None = None
 
     @property
     def success(self):
@@ -85,7 +100,7 @@ class SolveResult:
         return bool(np.all(self.status == 0))
 
 
-def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps):
+def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delta=None):
     if not isinstance(field, ScoreField):
         raise TypeError(f"`field` must be a ScoreField (EmpiricalScore, GaussianMixture, ...); "
                         f"got {type(field).__name__}.")
@@ -125,6 +140,8 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps):
             raise ValueError("`save_at` must be strictly increasing.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"`max_steps` must be a positive integer; got {max_steps!r}.")
+    if delta is not None:
+        as_scalar(delta, "delta", low=0.0, low_inclusive=False)
     return np.ascontiguousarray(y0, dtype=np.float64), span, meth, h, rtol, atol, save
 
 
@@ -136,7 +153,8 @@ def _grid(span, save):
 
 
 def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,
-          recentre=False, max_steps=100_000, label=None, engine="auto"):
+          recentre=False, delta=None, s_star=None, max_steps=100_000, label=None,
+          engine="auto"):
     """Integrate ``dz/ds = -r(s) (z - D(z; sigma = e^{-s}))`` from ``s_span[0]`` to ``s_span[1]``.
 
     For the VE schedule ``sigma(t) = t`` this is the theorem's log-time
@@ -164,6 +182,11 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
     recentre : bool
         Integrate the deviation from the nearest data point (empirical fields,
         compiled engine): resolves ``|y - x_i| ~ e^{-s}`` far past the float64 floor.
+    delta : float, optional
+        Track entry into the shrunken Voronoi cell ``V^delta`` (compiled
+        engine; one extra O(N d) pass per step); see ``SolveResult.entry_time``.
+    s_star : float, optional
+        With ``delta``: record ``SolveResult.first_inside`` from this time on.
     max_steps : int
         Per trajectory.
     label : optional
@@ -176,7 +199,7 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
     SolveResult
     """
     y0, span, meth, h, rtol, atol, save = _validate(field, y0, s_span, method, h, rtol, atol,
-                                                    save_at, max_steps)
+                                                    save_at, max_steps, delta)
     if engine not in ("auto", "compiled", "numpy"):
         raise ValueError(f"`engine` must be one of 'auto', 'compiled', 'numpy'; got {engine!r}.")
     compilable = (type(field) is EmpiricalScore and not meth.multistep
@@ -184,17 +207,18 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
     if engine == "compiled" and not compilable:
         raise ValueError("the compiled engine needs an EmpiricalScore field and a one-step method "
                          f"(got {type(field).__name__} with {meth.name!r}).")
-    if recentre and not compilable:
-        raise ValueError("`recentre=True` needs the compiled engine (an EmpiricalScore field and "
-                         "a one-step method).")
+    if (recentre or delta is not None) and (not compilable or engine == "numpy"):
+        raise ValueError("`recentre` and `delta` need the compiled engine (an EmpiricalScore "
+                         "field and a one-step method).")
     if compilable and engine != "numpy":
         return _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps,
-                               label)
+                               label, delta, s_star)
     from ._solve_numpy import solve_numpy
     return solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label)
 
 
-def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps, label):
+def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps, label,
+                    delta=None, s_star=None):
     prep = field._prepared(label)
     reg = field.regularization
     if reg is None:
@@ -226,14 +250,18 @@ def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_st
     ys = np.full((save.size, q, d), np.nan)
     y, u = np.empty((q, d)), np.empty((q, d))
     ints = [np.zeros(q, np.int64) for _ in range(6)]
-    near_d2, max_norm = np.empty(q), np.empty(q)
+    near_d2, max_norm, bdist, entry, first_in = (np.empty(q) for _ in range(5))
     centre, n_steps, n_rej, nfev, status, nearest = ints
+    changes = np.zeros(q, np.int64)
     odeint.integrate(prep.XT, y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
                      np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
                      np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
                      bool(meth.adaptive), berr, P, float(rtol), float(atol), float(h0),
-                     int(max_steps), kind, float(param), bool(recentre), ys, y, u, centre,
-                     n_steps, n_rej, nfev, status, nearest, near_d2, max_norm)
+                     int(max_steps), kind, float(param), bool(recentre),
+                     float(delta) if delta is not None else 0.0,
+                     float(s_star) if s_star is not None else np.inf, ys, y, u, centre,
+                     n_steps, n_rej, nfev, status, nearest, near_d2, max_norm, changes, bdist,
+                     entry, first_in)
     if recentre:
         # distance to the nearest site from the deviation (full relative precision)
         same = nearest == centre
@@ -245,7 +273,9 @@ def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_st
         y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev, status=status,
         method=meth.name, message=[STATUS_MESSAGES[int(st)] for st in status], nearest=nearest,
         nearest_distance=dist, max_norm=max_norm, deviation=u if recentre else None,
-        centre=centre if recentre else None)
+        centre=centre if recentre else None, cell_changes=changes, boundary_distance=bdist,
+        entry_time=entry if delta is not None else None,
+        first_inside=first_in if (delta is not None and s_star is not None) else None)
 
 
 def _initial_step(span, order, rtol):
