@@ -26,6 +26,19 @@ def _bench(args):
     return 0
 
 
+def _verify(args):
+    from . import verify
+    results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress)
+    print(verify.format_table(results))
+    n_ok = sum(r.passed for r in results)
+    print(f"{n_ok} of {len(results)} claims verified")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(verify.as_json(results), fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0 if n_ok == len(results) else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,6 +53,12 @@ def build_parser():
                    help="noise level (scaled by sqrt(d)/4 for d > 8 so weights stay non-trivial)")
     b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     b.set_defaults(func=_bench)
+    v = sub.add_parser("verify", help="verify the theorem's claims numerically (exit 1 on failure)")
+    v.add_argument("--quick", action="store_true", help="small ensembles (seconds)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random data and starts")
+    v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_verify)
     return parser
 
 

@@ -1,0 +1,31 @@
+"""The command line: `scoredyn verify` (the main job) and `scoredyn bench` run and report."""
+import json
+
+from scoredyn import cli
+
+
+def test_verify_quick_passes_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "verify.json"
+    assert cli.main(["verify", "--quick", "--no-progress", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "6 of 6 claims verified" in text and "[FAIL]" not in text
+    rows = json.loads(out.read_text())
+    assert len(rows) == 6 and all(r["passed"] for r in rows)
+
+
+def test_verify_exit_code_reflects_failure(monkeypatch, capsys):
+    from scoredyn import verify
+
+    def failing(rng, quick):
+        return verify.ClaimResult("x", "m", "t", False, 1, 0.0)
+    monkeypatch.setattr(verify, "CLAIMS", [failing])
+    assert cli.main(["verify", "--quick", "--no-progress"]) == 1
+    assert "0 of 1 claims verified" in capsys.readouterr().out
+
+
+def test_bench_quick_runs(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "field", "--quick", "--repeat", "1", "--dtype", "float64",
+                     "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["field"]
+    assert len(rows) == 3 and all(r["numpy_err"] < 1e-10 for r in rows)
