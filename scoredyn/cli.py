@@ -39,6 +39,44 @@ def _verify(args):
     return 0 if n_ok == len(results) else 1
 
 
+def _figures(args):
+    import importlib
+
+    from .paper_figures import FIGURES
+    if args.list:
+        for name in FIGURES:
+            mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+            print(f"{name:26s} {mod.__doc__.strip().splitlines()[0]}")
+        return 0
+    names = FIGURES if not args.only else _select(args.only, FIGURES)
+    from tqdm.auto import tqdm
+    written = []
+    for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress):
+        mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+        out = mod.main(args.out, rng=args.seed, quick=args.quick)
+        written.extend(out["files"])
+    print(f"wrote {len(written)} files to {args.out}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def _select(wanted, names):
+    chosen = []
+    for w in wanted:
+        hits = [n for n in names if n == w or n.startswith(w) or n.split("_", 1)[1] == w]
+        if not hits:
+            raise SystemExit(f"scoredyn figures: unknown figure {w!r}; see --list")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def _run(args):
+    rc = _verify(args)
+    args.only, args.list = None, False
+    return max(rc, _figures(args))
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +97,21 @@ def build_parser():
     v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_verify)
+    f = sub.add_parser("figures", help="regenerate the paper's figures (PNG, PDF and the numbers)")
+    f.add_argument("--out", default="figures", help="output folder (default ./figures)")
+    f.add_argument("--only", nargs="+", metavar="NAME", help="figure names or prefixes, e.g. fig03")
+    f.add_argument("--quick", action="store_true", help="small settings (CI)")
+    f.add_argument("--list", action="store_true", help="list the figures and exit")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(func=_figures)
+    r = sub.add_parser("run", help="the main job: `verify` then `figures`")
+    r.add_argument("--out", default="figures")
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--json", metavar="PATH", help="verification results as JSON")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=_run)
     return parser
 
 

@@ -1,0 +1,17 @@
+"""Figures of the memorization paper (Baptista et al.), one module per figure.
+
+Each module exposes ``main(out_dir, *, rng=None, quick=False) -> dict`` that
+writes ``NAME.png``, ``NAME.pdf`` and ``NAME.json`` (the numbers behind the
+figure) and returns the headline numbers.  ``scoredyn figures`` runs them.
+"""
+FIGURES = [
+    "fig01_trajectories",
+    "fig02_weights",
+    "fig03_distance",
+    "fig04_hyperplanes",
+    "fig05_tikhonov",
+    "fig06_empirical_bayes",
+    "fig07_score_time",
+    "fig08_rates_at_scale",
+    "fig09_boundary_fraction",
+]

@@ -1,0 +1,88 @@
+"""Every paper figure runs in quick mode, writes its files, and its numbers show the claim."""
+import importlib
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from scoredyn.paper_figures import FIGURES
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    results = {}
+    for name in FIGURES:
+        mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+        results[name] = mod.main(out, rng=0, quick=True)
+    return out, results
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_files_written(outputs, name):
+    out, results = outputs
+    files = [pathlib.Path(p) for p in results[name]["files"]]
+    assert {p.suffix for p in files} == {".png", ".pdf", ".json"}
+    for p in files:
+        assert p.exists() and p.stat().st_size > (100 if p.suffix == ".json" else 1000)
+    assert isinstance(json.loads((out / f"{name}.json").read_text()), dict)
+    png = (out / f"{name}.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fig01_trajectories_collapse(outputs):
+    r = outputs[1]["fig01_trajectories"]
+    assert r["VE_fraction_at_data"] == 1.0 and r["VP_fraction_at_data"] == 1.0
+
+
+def test_fig02_weights_become_one_hot(outputs):
+    assert outputs[1]["fig02_weights"]["w_limit_final"] > 1 - 1e-12
+
+
+def test_fig03_rate_is_one(outputs):
+    r = outputs[1]["fig03_distance"]
+    assert abs(r["rate_VE"] - 1) < 0.05 and abs(r["rate_VP"] - 1) < 0.05
+    assert abs(r["rate_min"] - 1) < 0.05 and abs(r["rate_max"] - 1) < 0.05
+
+
+def test_fig04_symmetric_starts_end_on_boundaries(outputs):
+    r = outputs[1]["fig04_hyperplanes"]
+    # square: the 4 corner starts lie on the diagonals (Voronoi boundaries); two points: the
+    # starts on x_1 = 0 (bottom and top side midpoints)
+    assert r["square"]["boundary"] == 4 and r["square"]["unresolved"] == 0
+    assert r["two_points"]["boundary"] == 2 and r["two_points"]["unresolved"] == 0
+    assert r["square"]["data"] + r["square"]["boundary"] == r["starts"]
+
+
+def test_fig05_tikhonov_fraction_decreases(outputs):
+    fr = outputs[1]["fig05_tikhonov"]["fraction"]
+    assert fr[0] > 0.95 and fr[-1] < 0.05
+    assert all(a >= b for a, b in zip(fr, fr[1:]))
+    assert outputs[1]["fig05_tikhonov"]["unregularised"] == 1.0
+
+
+def test_fig06_empirical_bayes_fraction_decreases(outputs):
+    fr = outputs[1]["fig06_empirical_bayes"]["fraction"]
+    assert fr[0] > 0.9 and fr[-1] < 0.1
+    assert all(a >= b - 0.02 for a, b in zip(fr, fr[1:]))   # 300 samples: +-2% sampling noise
+
+
+def test_fig07_score_blows_up_or_stays_bounded(outputs):
+    r = outputs[1]["fig07_score_time"]
+    assert abs(r["empirical_ratio"] - 1) < 1e-3           # |s| ~ |x* - x_i| / sigma^2
+    for v in r["tikhonov_ratio"].values():
+        assert abs(v - 1) < 1e-2                          # |s| -> |x* - x_i| / c
+
+
+def test_fig08_rates_at_scale(outputs):
+    r = outputs[1]["fig08_rates_at_scale"]
+    assert r["trajectories"] >= 900 and r["max_abs_deviation"] < 0.02
+
+
+def test_fig09_boundary_repels(outputs):
+    r = outputs[1]["fig09_boundary_fraction"]
+    assert r["final"]["data"] > 0 and r["final"]["boundary"] == 0
+    assert r["max_escape_time"] < 3.0                      # eps >= 1e-15 escapes by s ~ 2.8
+    fr = {float(k): np.array(v) for k, v in r["fraction_at_horizon"].items()}
+    assert np.all(np.diff(fr[2.0]) <= 0)                  # farther starts escape first
