@@ -40,7 +40,7 @@ def main(out_dir, *, rng=None, quick=False):
         ax.set_title("Empirical Bayes: memorization vs $\\tau$")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, loc="center left")
+        ax.legend(h1 + h2, l1 + l2, loc="center right")
         numbers = {"tau": taus, "fraction_memorized": fractions, "median_distance": spread,
                    "samples": q}
         paths = plotting.save(fig, out_dir, NAME, numbers)

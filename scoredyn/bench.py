@@ -4,10 +4,11 @@ Run as ``scoredyn bench`` (see ``scoredyn bench --help``).  Peers:
 
 * numpy: the GEMM expansion ``|y|^2 - 2 y.x + |x|^2`` and scipy's logsumexp on
   the full Q x N matrix (always);
-* torch ``scaled_dot_product_attention`` with ``q = [y / sigma, 1]``,
-  ``k = [x / sigma, -|x|^2 / (2 sigma^2)]``, ``v = x`` (the logits up to a
-  per-row constant, with no mask so torch's fused CPU kernel runs; when torch
-  is installed);
+* torch ``scaled_dot_product_attention`` (when torch is installed), two ways a
+  user would write it: ``q = y / sigma``, ``k = x / sigma``, ``v = x`` with the
+  additive mask ``-|x|^2 / (2 sigma^2)`` ("torch-sdpa"), and the same logits with
+  no mask through one augmented coordinate ``q = [y / sigma, 1]``,
+  ``k = [x / sigma, -|x|^2 / (2 sigma^2)]`` ("torch-sdpa-aug");
 * pykeops ``sumsoftmaxweight`` on the direct squared distance (when installed).
 
 Each row prints the median wall time of every method, the speed ratio
@@ -43,14 +44,22 @@ def numpy_peer(x, data, sigma):
     return w @ data
 
 
-def _torch_peer():
+def _torch_peers():
     try:
         import torch
         from torch.nn.functional import scaled_dot_product_attention
     except ImportError:
-        return None
+        return {}
 
-    def run(x, data, sigma):
+    def masked(x, data, sigma):
+        with torch.no_grad():
+            q = torch.from_numpy(x / sigma)[None]
+            k = torch.from_numpy(data / sigma)[None]
+            v = torch.from_numpy(data)[None]
+            mask = torch.from_numpy(-(data * data).sum(1) / (2 * sigma * sigma))[None, None, :]
+            return scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)[0].numpy()
+
+    def augmented(x, data, sigma):
         with torch.no_grad():
             one = np.ones((x.shape[0], 1), x.dtype)
             bias = (-(data * data).sum(1, keepdims=True) / (2 * sigma * sigma)).astype(data.dtype)
@@ -58,7 +67,7 @@ def _torch_peer():
             k = torch.from_numpy(np.hstack([data / sigma, bias]))[None]
             v = torch.from_numpy(data)[None]
             return scaled_dot_product_attention(q, k, v, scale=1.0)[0].numpy()
-    return run
+    return {"torch-sdpa": masked, "torch-sdpa-aug": augmented}
 
 
 def _keops_peer():
@@ -93,12 +102,16 @@ def field_benchmark(sizes=FIELD_SIZES, dtypes=("float64", "float32"), repeat=3, 
     """
     gen = np.random.default_rng(rng)
     peers = {"numpy": numpy_peer}
-    for name, make in (("torch-sdpa", _torch_peer), ("pykeops", _keops_peer)):
-        fn = make()
-        if fn is not None:
-            peers[name] = fn
-        else:
-            echo(f"# {name} not installed: skipped")
+    torch_peers = _torch_peers()
+    if torch_peers:
+        peers.update(torch_peers)
+    else:
+        echo("# torch not installed: skipped")
+    keops = _keops_peer()
+    if keops is not None:
+        peers["pykeops"] = keops
+    else:
+        echo("# pykeops not installed: skipped")
     rows = []
     header = f"{'dtype':8s} {'(Q, N, d)':>22s} {'scoredyn ms':>12s}" + "".join(
         f" {p + ' ms':>14s} {'ratio':>6s} {'max|dD|':>8s}" for p in peers)
