@@ -213,17 +213,18 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
                 break
             rtol /= 10
         report(f"scipy solve_ivp {method} (stacked)", t, err, f"rtol={rtol:g}")
-    # vectorised numpy exponential Euler: error ~ C h, far from 1e-8 in any sensible time
+    # vectorised numpy exponential Euler (= DDIM): fixed steps send near-boundary starts to the
+    # wrong data point, so the error stays O(1) until h resolves every crossing; reported as
+    # measured, with no extrapolation
     for h in (1e-2, 1e-3):
         t0 = time.perf_counter()
         y = _numpy_etd1(data, y0, s1, h)
         t = time.perf_counter() - t0
-        report("numpy exponential Euler", t, float(np.max(np.abs(y - ref))), f"h={h:g}")
-    last = rows[-1]
-    extrap = last["seconds"] * last["max_error"] / target
-    echo(f"# numpy exponential Euler extrapolated to error {target:g} (error ~ h): ~{extrap:.0f} s")
-    rows.append({"method": "numpy exponential Euler (extrapolated)", "seconds": extrap,
-                 "max_error": target, "setting": "error proportional to h"})
+        err = float(np.max(np.abs(y - ref)))
+        wrong = int(np.sum(np.argmin(((y[:, None] - data[None]) ** 2).sum(-1), 1)
+                           != np.argmin(((ref[:, None] - data[None]) ** 2).sum(-1), 1)))
+        report("numpy exponential Euler", t, err, f"h={h:g}, {wrong} of {q} at the wrong point")
+    echo(f"# numpy exponential Euler does not reach {target:g} at any affordable h")
     if big:
         qb, nb = big
         datab = gen.standard_normal((nb, d))
