@@ -41,6 +41,19 @@ def nearest_two(XT, u, xc):
     return i1, d1, i2, d2
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _bisector(XT, u, xc, i, l):
+    """``((y - m).Delta, |Delta|^2)`` for sites i, l, with ``y - m = u - (Delta/2 + (x_i - xc))``."""
+    num = 0.0
+    nrm = 0.0
+    for k in range(XT.shape[0]):
+        dl = XT[k, l] - XT[k, i]
+        p = u[k] - (0.5 * dl + (XT[k, i] - xc[k]))
+        num += p * dl
+        nrm += dl * dl
+    return num, nrm
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def cell_margins(XT, u, xc, i, tol):
     """Boundary distance, distance gap and the number of near-tied bisectors.
@@ -76,13 +89,7 @@ def cell_margins(XT, u, xc, i, tol):
     for l in range(n):
         if l == i:
             continue
-        num = 0.0
-        nrm = 0.0
-        for k in range(d):
-            dl = XT[k, l] - XT[k, i]
-            p = u[k] - (0.5 * dl + (XT[k, i] - xc[k]))
-            num += p * dl
-            nrm += dl * dl
+        num, nrm = _bisector(XT, u, xc, i, l)
         if nrm == 0.0:
             continue
         dn = np.sqrt(nrm)
@@ -97,13 +104,7 @@ def cell_margins(XT, u, xc, i, tol):
         for l in range(n):
             if l == i:
                 continue
-            num = 0.0
-            nrm = 0.0
-            for k in range(d):
-                dl = XT[k, l] - XT[k, i]
-                p = u[k] - (0.5 * dl + (XT[k, i] - xc[k]))
-                num += p * dl
-                nrm += dl * dl
+            num, nrm = _bisector(XT, u, xc, i, l)
             if nrm > 0.0 and -num / np.sqrt(nrm) <= bdist + tol:
                 ntied += 1
     return bdist, gap, ntied

@@ -7,7 +7,7 @@ BOUNDS = (-3.2, 3.2, -3.2, 3.2)
 
 
 def authors_data():
-    """N = 20 from N(0, I_2) drawn as with np.random.seed(1) — without touching the global RNG."""
+    """N = 20 from N(0, I_2) the same numbers as the authors' global seed 1, from a local RandomState(1)."""
     return np.random.RandomState(1).randn(20, 2)
 
 

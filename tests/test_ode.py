@@ -14,7 +14,7 @@ ALL_FIXED = ONE_STEP + ["etd2m"]
 
 
 def authors_data():
-    """N = 20 from N(0, I_2) as in the authors' notebooks (np.random.seed(1)), without global seeding."""
+    """N = 20 from N(0, I_2) as in the authors' notebooks (their global seed 1), from a local RandomState(1)."""
     return np.random.RandomState(1).randn(20, 2)
 
 
