@@ -21,6 +21,9 @@ from numba import njit, prange
 from .config import FASTMATH, TILE_N
 from .mathfn import relative_weight
 
+#: queries per parallel work item of :func:`reduce_direct`
+_CHUNK = 32
+
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _tile_distances(XT, t0, nt, y, a, xc, dist):
@@ -143,8 +146,11 @@ def reduce_direct(XT, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2,
         (``i2 = -1``, ``d2 = inf`` when N = 1).
     """
     d = XT.shape[0]
+    nq = Y.shape[0]
     zero = np.zeros(d)
-    for q in prange(Y.shape[0]):
-        dist = np.empty(TILE_N)
-        dmin[q], lsum[q], i1[q], d1[q], i2[q], d2[q] = posterior_one(
-            XT, Y[q], alpha[q], zero, inv2s2[q], want_top2, mean[q], dist)
+    nchunks = (nq + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        dist = np.empty(TILE_N)          # scratch allocated once per chunk, not per query
+        for q in range(c * _CHUNK, min((c + 1) * _CHUNK, nq)):
+            dmin[q], lsum[q], i1[q], d1[q], i2[q], d2[q] = posterior_one(
+                XT, Y[q], alpha[q], zero, inv2s2[q], want_top2, mean[q], dist)
