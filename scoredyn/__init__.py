@@ -7,7 +7,7 @@ DESIGN notes in the docstrings of each module.
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .mixture import GaussianMixture
-from . import convergence, voronoi
+from . import convergence, memorization, voronoi
 from .integrators import METHODS, ExplicitRK, ExponentialRK, Integrator
 from .regularization import EmpiricalBayes, Regularization, Tikhonov
 from .sampling import ddim_sample, ddpm_sample, probability_flow, reverse_sde
@@ -17,5 +17,5 @@ from .solve import SolveResult, solve
 __all__ = ["EmpiricalScore", "GaussianMixture", "ScoreField", "Tikhonov", "EmpiricalBayes",
            "Regularization", "solve", "SolveResult", "METHODS", "Integrator", "ExplicitRK",
            "ExponentialRK", "Schedule", "VE", "VEGeometric", "VP", "DDPM", "EDM",
-           "probability_flow", "voronoi", "convergence", "reverse_sde", "ddim_sample", "ddpm_sample"]
+           "probability_flow", "voronoi", "convergence", "memorization", "reverse_sde", "ddim_sample", "ddpm_sample"]
 __version__ = "0.1.0"

@@ -191,31 +191,50 @@ def _relative_weight(dist, dmin, inv2s2):
     return np.exp(np.nan_to_num(arg, nan=-np.inf))
 
 
-def _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i2, d2):
-    q, d = Y.shape
-    n = prep.n
+def run_gemm_pieces(q, n, piece):
+    """Run ``piece(q0, q1, j_lo, j_hi)`` over query blocks x data chunks on threads.
+
+    Each thread uses single-threaded BLAS (OpenBLAS's spinning threads would
+    starve the numba kernels that follow each BLAS call).  The data are split
+    into chunks only when there are fewer query blocks than threads.
+
+    Returns
+    -------
+    blocks : list of (q0, q1)
+    results : list of lists
+        ``results[b]`` holds the pieces of block b in data order.
+    """
     workers = max(1, numba.get_num_threads())
-    qblocks = [(q0, min(q0 + GEMM_BLOCK_Q, q)) for q0 in range(0, q, GEMM_BLOCK_Q)]
-    nchunks = 1 if len(qblocks) >= workers else min(workers, -(-n // GEMM_TILE_N))
+    blocks = [(q0, min(q0 + GEMM_BLOCK_Q, q)) for q0 in range(0, q, GEMM_BLOCK_Q)]
+    nchunks = 1 if len(blocks) >= workers else min(workers, -(-n // GEMM_TILE_N))
     bounds = np.linspace(0, n, nchunks + 1).astype(np.int64)
-    jobs = [(qb, (int(bounds[c]), int(bounds[c + 1]))) for qb in qblocks for c in range(nchunks)]
+    jobs = [(qb, (int(bounds[c]), int(bounds[c + 1]))) for qb in blocks for c in range(nchunks)]
 
     def run(job):
         (q0, q1), (j_lo, j_hi) = job
-        s = slice(q0, q1)
-        return _gemm_piece(prep, Y[s], alpha[s], sigma[s], inv2s2[s], want_top2, j_lo, j_hi)
+        return piece(q0, q1, j_lo, j_hi)
 
     with _blas_controller().limit(limits=1, user_api="blas"):
         if workers == 1:
-            results = [run(job) for job in jobs]
+            flat = [run(job) for job in jobs]
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(run, jobs))
-    mean = np.empty((q, d))
-    for b, (q0, q1) in enumerate(qblocks):
+                flat = list(pool.map(run, jobs))
+    return blocks, [flat[b * nchunks:(b + 1) * nchunks] for b in range(len(blocks))]
+
+
+def _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i2, d2):
+    q, d = Y.shape
+
+    def piece(q0, q1, j_lo, j_hi):
         s = slice(q0, q1)
-        acc, dmin[s], lsum[s], i1[s], d1[s], i2[s], d2[s] = _merge_pieces(
-            results[b * nchunks:(b + 1) * nchunks], inv2s2[s])
+        return _gemm_piece(prep, Y[s], alpha[s], sigma[s], inv2s2[s], want_top2, j_lo, j_hi)
+
+    blocks, results = run_gemm_pieces(q, prep.n, piece)
+    mean = np.empty((q, d))
+    for (q0, q1), pieces in zip(blocks, results):
+        s = slice(q0, q1)
+        acc, dmin[s], lsum[s], i1[s], d1[s], i2[s], d2[s] = _merge_pieces(pieces, inv2s2[s])
         mean[s] = acc / lsum[s, None]
     return mean
 
