@@ -7,7 +7,7 @@ DESIGN notes in the docstrings of each module.
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .mixture import GaussianMixture
-from . import convergence, memorization, voronoi
+from . import ambient, convergence, ddpm, early_stopping, emm, memorization, voronoi
 from .integrators import METHODS, ExplicitRK, ExponentialRK, Integrator
 from .regularization import EmpiricalBayes, Regularization, Tikhonov
 from .sampling import ddim_sample, ddpm_sample, probability_flow, reverse_sde
@@ -17,5 +17,6 @@ from .solve import SolveResult, solve
 __all__ = ["EmpiricalScore", "GaussianMixture", "ScoreField", "Tikhonov", "EmpiricalBayes",
            "Regularization", "solve", "SolveResult", "METHODS", "Integrator", "ExplicitRK",
            "ExponentialRK", "Schedule", "VE", "VEGeometric", "VP", "DDPM", "EDM",
-           "probability_flow", "voronoi", "convergence", "memorization", "reverse_sde", "ddim_sample", "ddpm_sample"]
+           "probability_flow", "voronoi", "convergence", "memorization", "ddpm", "emm",
+           "early_stopping", "ambient", "reverse_sde", "ddim_sample", "ddpm_sample"]
 __version__ = "0.1.0"
