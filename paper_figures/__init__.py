@@ -1,4 +1,5 @@
-"""Figures of the memorization paper (Baptista et al.), one module per figure.
+"""Figures of the memorization paper (Baptista et al., 1-9) and of the memorization toolkit
+(10-13: mixed sampling, EMM, early stopping, ambient diffusion), one module per figure.
 
 Each module exposes ``main(out_dir, *, rng=None, quick=False) -> dict`` that
 writes ``NAME.png``, ``NAME.pdf`` and ``NAME.json`` (the numbers behind the
@@ -14,4 +15,8 @@ FIGURES = [
     "fig07_score_time",
     "fig08_rates_at_scale",
     "fig09_boundary_fraction",
+    "fig10_mixed_sampling",
+    "fig11_emm",
+    "fig12_early_stopping",
+    "fig13_ambient",
 ]
