@@ -26,7 +26,8 @@ def main(out_dir, *, rng=None, quick=False):
     full = reverse_from_noise(X, ou, 3.0, 1e-6, n, rng=rng)
     uni = uniformity_check(full, X)
     with plotting.style() as plt:
-        fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.0))
+        fig, axes = plt.subplots(1, 2, figsize=(6.6, 3.0))
+        fig.subplots_adjust(wspace=0.35)
         axes[0].scatter(kde[:, 0], kde[:, 1], s=3, c="0.6", label="$\\hat p_\\delta$ (KDE)")
         axes[0].scatter(es[:, 0], es[:, 1], s=3, c=plotting.END_COLOR, alpha=0.6,
                         label="reverse flow to $\\delta$")
