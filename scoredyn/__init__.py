@@ -7,6 +7,7 @@ DESIGN notes in the docstrings of each module.
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .mixture import GaussianMixture
+from .network import ScoreMLP
 from . import ambient, convergence, ddpm, early_stopping, emm, memorization, voronoi
 from .integrators import METHODS, ExplicitRK, ExponentialRK, Integrator
 from .regularization import EmpiricalBayes, Regularization, Tikhonov
@@ -14,7 +15,7 @@ from .sampling import ddim_sample, ddpm_sample, probability_flow, reverse_sde
 from .schedules import DDPM, EDM, VE, VP, Schedule, VEGeometric
 from .solve import SolveResult, solve
 
-__all__ = ["EmpiricalScore", "GaussianMixture", "ScoreField", "Tikhonov", "EmpiricalBayes",
+__all__ = ["EmpiricalScore", "GaussianMixture", "ScoreMLP", "ScoreField", "Tikhonov", "EmpiricalBayes",
            "Regularization", "solve", "SolveResult", "METHODS", "Integrator", "ExplicitRK",
            "ExponentialRK", "Schedule", "VE", "VEGeometric", "VP", "DDPM", "EDM",
            "probability_flow", "voronoi", "convergence", "memorization", "ddpm", "emm",
