@@ -8,7 +8,8 @@ from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .mixture import GaussianMixture
 from .network import ScoreMLP
-from . import ambient, convergence, ddpm, early_stopping, emm, memorization, voronoi
+from . import (ambient, convergence, ddpm, early_stopping, emm, memorization, smoothness,
+               voronoi)
 from .integrators import METHODS, ExplicitRK, ExponentialRK, Integrator
 from .regularization import EmpiricalBayes, Regularization, Tikhonov
 from .sampling import ddim_sample, ddpm_sample, probability_flow, reverse_sde
@@ -19,5 +20,5 @@ __all__ = ["EmpiricalScore", "GaussianMixture", "ScoreMLP", "ScoreField", "Tikho
            "Regularization", "solve", "SolveResult", "METHODS", "Integrator", "ExplicitRK",
            "ExponentialRK", "Schedule", "VE", "VEGeometric", "VP", "DDPM", "EDM",
            "probability_flow", "voronoi", "convergence", "memorization", "ddpm", "emm",
-           "early_stopping", "ambient", "reverse_sde", "ddim_sample", "ddpm_sample"]
+           "early_stopping", "ambient", "smoothness", "reverse_sde", "ddim_sample", "ddpm_sample"]
 __version__ = "0.1.0"
