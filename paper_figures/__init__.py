@@ -1,5 +1,6 @@
 """Figures of the memorization paper (Baptista et al., 1-9) and of the memorization toolkit
-(10-13: mixed sampling, EMM, early stopping, ambient diffusion), one module per figure.
+(10-13: mixed sampling, EMM, early stopping, ambient diffusion) and of the trained network
+(14-15), one module per figure.
 
 Each module exposes ``main(out_dir, *, rng=None, quick=False) -> dict`` that
 writes ``NAME.png``, ``NAME.pdf`` and ``NAME.json`` (the numbers behind the
@@ -19,4 +20,6 @@ FIGURES = [
     "fig11_emm",
     "fig12_early_stopping",
     "fig13_ambient",
+    "fig14_network_memorization",
+    "fig15_trained_vs_optimal",
 ]

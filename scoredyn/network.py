@@ -19,6 +19,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from ._validation import as_data, as_scalar
 from .fields import ScoreField
@@ -29,13 +30,13 @@ ACTIVATIONS = ("relu", "silu")
 def _act(name, z):
     if name == "relu":
         return np.maximum(z, 0.0)
-    return z / (1.0 + np.exp(-z))
+    return z * expit(z)                      # SiLU with an overflow-free logistic
 
 
 def _dact(name, z):
     if name == "relu":
         return (z > 0).astype(z.dtype)
-    sig = 1.0 / (1.0 + np.exp(-z))
+    sig = expit(z)
     return sig * (1.0 + z * (1.0 - sig))
 
 
@@ -86,6 +87,7 @@ class ScoreMLP(ScoreField):
             self.params.append(rng.standard_normal((a, b)) * np.sqrt(2.0 / a))
             self.params.append(np.zeros(b))
         self._dtype = np.float64
+        self._adam = None
 
     # ------------------------------------------------------------------ model
     def _features(self, x, sigma):
@@ -157,6 +159,7 @@ class ScoreMLP(ScoreField):
             sigma_max=10.0, betas=(0.9, 0.999), log_every=100, rng=None):
         """Train by denoising score matching with Adam; returns a :class:`TrainingLog`.
 
+        Successive calls continue training (Adam's moments and step count persist).
         Each step draws a minibatch of training points (all of them when
         ``batch >= N``: full batch), ``log sigma`` uniform on
         ``[log sigma_min, log sigma_max]`` and fresh noise.
@@ -175,12 +178,14 @@ class ScoreMLP(ScoreField):
         log_every = _positive_int(log_every, "log_every")
         rng = np.random.default_rng(rng)
         b1, b2 = betas
-        m = [np.zeros_like(p) for p in self.params]
-        v = [np.zeros_like(p) for p in self.params]
+        if self._adam is None:                       # Adam's moments persist across fit calls
+            self._adam = ([np.zeros_like(p) for p in self.params],
+                          [np.zeros_like(p) for p in self.params], 0)
+        m, v, done = self._adam
         lo, hi = np.log(sigma_min), np.log(sigma_max)
         hist_s, hist_l, acc = [], [], 0.0
         t0 = time.perf_counter()
-        for step in range(1, steps + 1):
+        for step in range(done + 1, done + steps + 1):
             if batch >= X.shape[0]:
                 x0 = X
             else:
@@ -199,7 +204,13 @@ class ScoreMLP(ScoreField):
                 hist_s.append(step)
                 hist_l.append(acc / log_every)
                 acc = 0.0
+        self._adam = (m, v, done + steps)
         return TrainingLog(np.array(hist_s), np.array(hist_l), time.perf_counter() - t0)
+
+    @property
+    def steps_trained(self):
+        """Optimizer steps taken so far (fit calls continue from here)."""
+        return 0 if self._adam is None else self._adam[2]
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path):
