@@ -1,5 +1,4 @@
 """The notebooks execute top to bottom (quick settings), with their outputs stripped in git."""
-import os
 import pathlib
 
 import pytest
