@@ -6,7 +6,8 @@ Kernels never validate, warn or draw random numbers: the public API in
 Modules
 -------
 config      the fastmath flag sets and tile sizes.
-mathfn      scalar math shared by kernels (a vectorisable, <= 1 ulp ``exp``).
+mathfn      a vectorisable, <= 1 ulp ``exp`` for the CPU kernels.
+scalar      per-element formulas shared by the CPU and CUDA kernels (compiled for both).
 reduction   the streaming posterior-mean / log-normaliser / two-nearest pass
             with direct differences (small d).
 gemm_tile   the per-tile update of the GEMM path (large d) with exact

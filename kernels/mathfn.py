@@ -10,6 +10,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .config import FASTMATH_STRICT
+from .scalar import softmax_exponent_cpu
 
 _LOG2E = 1.4426950408889634
 # Cody-Waite split of ln 2 (fdlibm): n * _LN2_HI is exact for |n| < 2**20.
@@ -78,6 +79,4 @@ def relative_weight(dist, dmin, inv2s2):
     below ~1e-154), so exact ties split evenly at every sigma; ``inv2s2 == 0``
     (sigma above ~1e154) gives 1 for every finite distance.
     """
-    delta = dist - dmin
-    arg = 0.0 if delta <= 0.0 else -delta * inv2s2
-    return exp_nonpos(arg)
+    return exp_nonpos(softmax_exponent_cpu(dist, dmin, inv2s2))

@@ -26,6 +26,8 @@ from numba import njit, prange
 from .config import FASTMATH, TILE_N
 from .mathfn import exp_nonpos
 from .reduction import posterior_one
+from .scalar import (dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
+                     pi_step_factor_cpu, reject_step_factor_cpu, tikhonov_shrink_cpu)
 from .voronoi import cell_margins
 
 REG_NONE, REG_TIKHONOV, REG_EMPIRICAL_BAYES = 0, 1, 2
@@ -42,12 +44,9 @@ def _rhs(XT, u, xc, s, reg_kind, reg_param, out, mean, dist, want_nearest):
     dmin, lsum, i1, d1, i2, d2 = posterior_one(XT, u, 1.0, xc, inv, want_nearest, mean, dist)
     r = 1.0
     if reg_kind == REG_TIKHONOV:
-        r = 1.0 / (1.0 + reg_param * e2s)
+        r = tikhonov_shrink_cpu(reg_param, e2s)
     elif reg_kind == REG_EMPIRICAL_BAYES:
-        lse = np.log(lsum)
-        if dmin > 0.0:
-            lse -= dmin * inv
-        r = exp_nonpos(min(0.0, lse - np.log(reg_param)))
+        r = exp_nonpos(empirical_bayes_exponent_cpu(lsum, dmin, inv, np.log(reg_param)))
     for k in range(d):
         out[k] = r * (mean[k] - u[k])
     return i1, d1
@@ -57,8 +56,7 @@ def _rhs(XT, u, xc, s, reg_kind, reg_param, out, mean, dist, want_nearest):
 def _rms_error(err, u, unew, rtol, atol):
     acc = 0.0
     for k in range(u.shape[0]):
-        sc = atol + rtol * max(abs(u[k]), abs(unew[k]))
-        v = err[k] / sc
+        v = error_ratio_cpu(err[k], u[k], unew[k], rtol, atol)
         acc += v * v
     return np.sqrt(acc / u.shape[0])
 
@@ -233,7 +231,7 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                 en = _rms_error(err, u, unew, rtol, atol)
                 if en > 1.0:
                     nrej += 1
-                    h *= max(0.2, 0.9 * en ** -0.2)
+                    h *= reject_step_factor_cpu(en)
                     continue
                 # dense output for save times inside (s, s + h]
                 while next_grid <= nseg and grid[next_grid] <= s + h:
@@ -243,13 +241,13 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                         for k in range(d):
                             acc = 0.0
                             for i in range(S):
-                                acc += G[i, k] * th * (P[i, 0] + th * (P[i, 1] + th * (P[i, 2] + th * P[i, 3])))
+                                acc += G[i, k] * dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2],
+                                                                  P[i, 3])
                             Ysave[slot, q, k] = u[k] + h * acc + xc[k]
                     next_grid += 1
                 s_new = s + h
-                fac = 0.9 * max(en, 1e-10) ** -0.17 * errold ** 0.04
-                errold = max(en, 1e-4)
-                h_next = h * min(5.0, max(0.2, fac))
+                fac, errold = pi_step_factor_cpu(en, errold)
+                h_next = h * fac
                 for k in range(d):
                     f0[k] = G[S - 1, k]
                 i1, dd1 = li1, ld1

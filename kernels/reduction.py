@@ -20,6 +20,7 @@ from numba import njit, prange
 
 from .config import FASTMATH, TILE_N
 from .mathfn import relative_weight
+from .scalar import top2_insert_cpu
 
 #: queries per parallel work item of :func:`reduce_direct`
 _CHUNK = 32
@@ -84,16 +85,7 @@ def posterior_one(XT, y, a, xc, inv, want_top2, mean, dist):
             tmin = min(tmin, dist[j])
         if want_top2 and tmin < d2:
             for j in range(nt):
-                v = dist[j]
-                if v < d2:
-                    if v < d1:
-                        i2 = i1
-                        d2 = d1
-                        i1 = t0 + j
-                        d1 = v
-                    else:
-                        i2 = t0 + j
-                        d2 = v
+                i1, d1, i2, d2 = top2_insert_cpu(dist[j], t0 + j, i1, d1, i2, d2)
         if tmin < dmin:
             if lsum > 0.0:
                 f = relative_weight(dmin, tmin, inv)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .config import FASTMATH
+from .scalar import bisector_margins_cpu, top2_insert_cpu
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -33,11 +34,7 @@ def nearest_two(XT, u, xc):
         for k in range(d):
             t = u[k] - (XT[k, j] - xc[k])
             acc += t * t
-        if acc < d2:
-            if acc < d1:
-                i2, d2, i1, d1 = i1, d1, j, acc
-            else:
-                i2, d2 = j, acc
+        i1, d1, i2, d2 = top2_insert_cpu(acc, j, i1, d1, i2, d2)
     return i1, d1, i2, d2
 
 
@@ -83,7 +80,6 @@ def cell_margins(XT, u, xc, i, tol):
     for k in range(d):
         t = u[k] - (XT[k, i] - xc[k])
         ri2 += t * t
-    ri = np.sqrt(ri2)
     bdist = np.inf
     gap = np.inf
     for l in range(n):
@@ -92,12 +88,8 @@ def cell_margins(XT, u, xc, i, tol):
         num, nrm = _bisector(XT, u, xc, i, l)
         if nrm == 0.0:
             continue
-        dn = np.sqrt(nrm)
-        h = -num / dn
+        h, g = bisector_margins_cpu(num, nrm, ri2)
         bdist = min(bdist, h)
-        rl = np.sqrt(max(ri2 - 2.0 * num, 0.0))
-        den = rl + ri
-        g = 0.0 if den == 0.0 else -2.0 * num / den
         gap = min(gap, g)
     ntied = 0
     if np.isfinite(bdist):

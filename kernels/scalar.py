@@ -1,0 +1,140 @@
+"""Per-element math shared by the CPU and the CUDA kernels.
+
+Each function here is plain Python on scalars (float64 bookkeeping of the
+online softmax, the Voronoi margins, the regularization factors and the step
+controller).  It is compiled twice: below with ``njit(inline="always")`` for
+the CPU kernels, and in :mod:`scoredyn.kernels.cuda_device` with
+``cuda.jit(device=True, inline="always")`` for the GPU kernels, so that both
+targets apply the same formulas, limits and rounding order.
+
+Developers: these are inlined into their callers, and numba's on-disk cache is
+keyed on each kernel's own source file — after editing this file, delete the
+``*.nbi``/``*.nbc`` files under ``kernels/__pycache__``.
+"""
+import math
+
+from numba import njit
+
+from .config import FASTMATH_STRICT
+
+
+def softmax_exponent(dist, dmin, inv):
+    """Exponent ``-(dist - dmin) * inv <= 0`` of a relative softmax weight.
+
+    ``dist == dmin`` gives exactly 0 even when ``inv`` is infinite (sigma below
+    ~1e-154), so exact ties split evenly at every sigma; ``inv == 0`` (sigma
+    above ~1e154) gives 0 for every finite distance.
+    """
+    delta = dist - dmin
+    return 0.0 if delta <= 0.0 else -delta * inv
+
+
+def top2_insert(v, j, i1, d1, i2, d2):
+    """Insert site ``j`` at squared distance ``v`` into the two-nearest list.
+
+    Strict comparisons: on ties the earlier (lower) index stays first.
+
+    Returns
+    -------
+    i1, d1, i2, d2
+    """
+    if v < d2:
+        if v < d1:
+            return j, v, i1, d1
+        return i1, d1, j, v
+    return i1, d1, i2, d2
+
+
+def bisector_margins(num, nrm, ri2):
+    """Signed distance to a bisector and the distance gap, from ``(y - m).Delta``.
+
+    Parameters
+    ----------
+    num : float
+        ``(y - m) . Delta`` with ``Delta = x_l - x_i`` and ``m`` their midpoint.
+    nrm : float
+        ``|Delta|^2`` (> 0).
+    ri2 : float
+        ``|y - x_i|^2``.
+
+    Returns
+    -------
+    h : float
+        ``-num / |Delta|``: distance to the bisector, > 0 on ``x_i``'s side.
+    g : float
+        ``|y - x_l| - |y - x_i| = -2 num / (|y - x_l| + |y - x_i|)``
+        (``|y - x_l|^2 = |y - x_i|^2 - 2 num``), without cancellation.
+    """
+    h = -num / math.sqrt(nrm)
+    rl = math.sqrt(max(ri2 - 2.0 * num, 0.0))
+    den = rl + math.sqrt(ri2)
+    g = 0.0 if den == 0.0 else -2.0 * num / den
+    return h, g
+
+
+def tikhonov_shrink(c, e2s):
+    """Tikhonov shrink factor ``r = sigma^2 / (sigma^2 + c) = 1 / (1 + c e^{2s})``."""
+    return 1.0 / (1.0 + c * e2s)
+
+
+def empirical_bayes_exponent(lsum, dmin, inv, log_tau):
+    """``log r`` of Empirical Bayes: ``min(0, logsumexp_i(l_i) - log tau)``.
+
+    ``logsumexp_i(l_i) = -dmin * inv + log(lsum)`` (``dmin = 0``: no shift, so
+    ``0 * inf`` never occurs).
+    """
+    lse = math.log(lsum)
+    if dmin > 0.0:
+        lse -= dmin * inv
+    return min(0.0, lse - log_tau)
+
+
+def error_ratio(err, a, b, rtol, atol):
+    """``err / (atol + rtol max(|a|, |b|))``: one component of the RMS error norm."""
+    return err / (atol + rtol * max(abs(a), abs(b)))
+
+
+def pi_step_factor(en, errold):
+    """PI step-size controller (Hairer-Wanner, order 5: beta = 0.04, alpha = 0.17).
+
+    Parameters
+    ----------
+    en : float
+        RMS error norm of the accepted step (<= 1).
+    errold : float
+        Norm of the previous accepted step (1e-4 at the start).
+
+    Returns
+    -------
+    factor : float
+        New step / old step, clipped to [0.2, 5].
+    errold : float
+        The value to pass at the next accepted step.
+    """
+    fac = 0.9 * max(en, 1e-10) ** -0.17 * errold ** 0.04
+    return min(5.0, max(0.2, fac)), max(en, 1e-4)
+
+
+def reject_step_factor(en):
+    """Step-size factor after a rejected step (error norm ``en > 1``)."""
+    return max(0.2, 0.9 * en ** -0.2)
+
+
+def dense_weight(th, p0, p1, p2, p3):
+    """``th (p0 + th (p1 + th (p2 + th p3)))``: a stage's weight in the dense output."""
+    return th * (p0 + th * (p1 + th * (p2 + th * p3)))
+
+
+def _cpu(fn):
+    return njit(fastmath=FASTMATH_STRICT, inline="always")(fn)
+
+
+softmax_exponent_cpu = _cpu(softmax_exponent)
+top2_insert_cpu = _cpu(top2_insert)
+bisector_margins_cpu = _cpu(bisector_margins)
+tikhonov_shrink_cpu = _cpu(tikhonov_shrink)
+empirical_bayes_exponent_cpu = _cpu(empirical_bayes_exponent)
+error_ratio_cpu = _cpu(error_ratio)
+pi_step_factor_cpu = _cpu(pi_step_factor)
+reject_step_factor_cpu = _cpu(reject_step_factor)
+dense_weight_cpu = _cpu(dense_weight)
