@@ -125,6 +125,62 @@ def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     return red
 
 
+#: numpy backend: entries of the (block x N x d) difference array per query block
+NUMPY_BLOCK_ENTRIES = 2 ** 22
+
+
+def query_blocks(q, n, d, budget=NUMPY_BLOCK_ENTRIES):
+    """Slices of at most ``budget / (N d)`` queries (at least one) for the numpy backends."""
+    b = max(1, budget // max(1, n * d))
+    return [slice(q0, min(q0 + b, q)) for q0 in range(0, q, b)]
+
+
+def two_nearest_numpy(dist):
+    """Two smallest entries per row (stable: the lower index first on ties).
+
+    Returns ``(i1, d1, i2, d2)``; ``i2 = -1``, ``d2 = inf`` when there is one column.
+    """
+    q, n = dist.shape
+    order = np.argsort(dist, axis=1, kind="stable")[:, :2]
+    i1 = order[:, 0].astype(np.int64)
+    d1 = dist[np.arange(q), i1]
+    if n == 1:
+        return i1, d1, np.full(q, -1, np.int64), np.full(q, np.inf)
+    i2 = order[:, 1].astype(np.int64)
+    return i1, d1, i2, dist[np.arange(q), i2]
+
+
+def posterior_reduce_numpy(prep, Y, alpha, sigma, *, want_top2=False):
+    """The reduction in plain numpy — the reference behind ``backend="numpy"``.
+
+    Direct differences ``y - a x`` for a block of queries at a time (memory
+    ``NUMPY_BLOCK_ENTRIES`` floats), the softmax relative to each row's
+    minimum distance with the same exact limits as the kernels.
+
+    Parameters and result as in :func:`posterior_reduce`.
+    """
+    q, d = Y.shape
+    X = prep.X
+    with np.errstate(over="ignore"):
+        inv2s2 = 0.5 / sigma / sigma
+    mean = np.empty((q, d))
+    dmin, lsum, d1, d2 = (np.empty(q) for _ in range(4))
+    i1, i2 = np.empty(q, np.int64), np.empty(q, np.int64)
+    for b in query_blocks(q, prep.n, d):
+        diff = Y[b, None, :] - alpha[b, None, None] * X[None, :, :]
+        dist = np.einsum("qnk,qnk->qn", diff, diff)
+        dmin[b] = dist.min(axis=1)
+        w = _relative_weight(dist, dmin[b, None], inv2s2[b, None])
+        lsum[b] = w.sum(axis=1)
+        mean[b] = (w @ X) / lsum[b, None]
+        if want_top2:
+            i1[b], d1[b], i2[b], d2[b] = two_nearest_numpy(dist)
+    red = Reduction(mean, dmin, lsum, inv2s2)
+    if want_top2:
+        red.i1, red.d1, red.i2, red.d2 = i1, d1, i2, d2
+    return red
+
+
 def _gemm_piece(prep, Y, alpha, sigma, inv2s2, want_top2, j_lo, j_hi):
     """Partial online-softmax state of queries ``Y`` against data ``[j_lo, j_hi)``.
 

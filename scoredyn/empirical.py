@@ -11,9 +11,10 @@ For ``p_0 = (1/N) sum_i delta_{x_i}`` and ``x_t = alpha x_0 + sigma eps``,
 """
 import numpy as np
 
-from ._reduce import PreparedData, posterior_reduce
+from ._reduce import PreparedData, posterior_reduce, posterior_reduce_numpy
 from ._validation import as_data
-from .fields import ScoreField
+from .backend import resolve
+from .fields import ScoreField, array_io
 from .kernels.moments import dense_weights, weighted_covariance
 from .regularization import Regularization
 
@@ -32,9 +33,20 @@ class EmpiricalScore(ScoreField):
         Class labels; methods then accept ``label=`` and use only that class's
         points (seed 003, Appendix A.3: the class-conditional optimum).
     method : {"auto", "direct", "gemm"}
-        How squared distances are formed: direct differences (``d <= 24`` under
-        "auto") or BLAS with exact recomputation where rounding matters.  Both
-        are exact in the sense of DESIGN.md §4; the choice is speed only.
+        CPU kernels: how squared distances are formed: direct differences
+        (``d <= 24`` under "auto") or BLAS with exact recomputation where
+        rounding matters.  Both are exact in the sense of DESIGN.md §4; the
+        choice is speed only.  (The GPU forms every distance by direct differences.)
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        Where the O(Q N d) reduction runs (:mod:`scoredyn.backend`; None reads
+        ``SCOREDYN_BACKEND``, default "auto": the GPU when usable).  cupy
+        arrays in give cupy arrays out.
+    gpu_dtype : {"float64", "float32"}
+        Arithmetic of the GPU's distance and accumulation loops.  "float32"
+        works in coordinates centred on the data mean and keeps the softmax
+        bookkeeping in float64; its logits err by ``~ d 6e-8 |y - a x|^2 /
+        (2 sigma^2)``, so results that resolve Voronoi boundaries, log-densities
+        at small sigma or collapse rates need "float64".
 
     Notes
     -----
@@ -44,7 +56,8 @@ class EmpiricalScore(ScoreField):
     when its true value exceeds float64's range).
     """
 
-    def __init__(self, data, *, regularization=None, labels=None, method="auto"):
+    def __init__(self, data, *, regularization=None, labels=None, method="auto", backend=None,
+                 gpu_dtype="float64"):
         X, self._dtype = as_data(data)
         self.data = X
         self.n, self.dim = X.shape
@@ -55,6 +68,11 @@ class EmpiricalScore(ScoreField):
         if method not in ("auto", "direct", "gemm"):
             raise ValueError(f"`method` must be one of 'auto', 'direct', 'gemm'; got {method!r}.")
         self.method = method
+        self.backend = resolve(backend)
+        if gpu_dtype not in ("float64", "float32"):
+            raise ValueError(f"`gpu_dtype` must be 'float64' or 'float32'; got {gpu_dtype!r}.")
+        self.gpu_dtype = gpu_dtype
+        self._device = {}
         self._prep = {None: PreparedData(X)}
         self.labels = None
         if labels is not None:
@@ -85,6 +103,15 @@ class EmpiricalScore(ScoreField):
 
     def _reduce(self, x64, sigma, alpha, label, want_top2=False):
         prep = self._prepared(label)
+        if self.backend == "cuda":
+            from . import _cuda
+            dev = self._device.get(id(prep))
+            if dev is None:
+                dev = self._device[id(prep)] = _cuda.DeviceData(prep.X)
+            return prep, _cuda.posterior_reduce(dev, x64, alpha, sigma, want_top2=want_top2,
+                                                dtype=self.gpu_dtype)
+        if self.backend == "numpy":
+            return prep, posterior_reduce_numpy(prep, x64, alpha, sigma, want_top2=want_top2)
         return prep, posterior_reduce(prep, x64, alpha, sigma, want_top2=want_top2,
                                       method=self.method)
 
@@ -97,6 +124,7 @@ class EmpiricalScore(ScoreField):
             return self._reduce(x, sigma, alpha, label)[1].mean  # D itself, not x + (D - x)
         return super()._denoised(x, sigma, alpha, label)
 
+    @array_io
     def log_normalizer(self, x, sigma, alpha=1.0, *, label=None):
         """``logsumexp_i(-|x - alpha x_i|^2 / (2 sigma^2))``, shape (Q,).
 
@@ -105,6 +133,7 @@ class EmpiricalScore(ScoreField):
         x64, sigma, alpha, _ = self._prepare(x, sigma, alpha)
         return self._reduce(x64, sigma, alpha, label)[1].log_normalizer()
 
+    @array_io
     def log_density(self, x, sigma, alpha=1.0, *, label=None):
         """Normalised ``log p_t(x)`` of ``(1/N) sum_i N(alpha x_i, sigma^2 I)``, shape (Q,).
 
@@ -122,6 +151,7 @@ class EmpiricalScore(ScoreField):
         return (red.log_normalizer() - np.log(prep.n)
                 - 0.5 * self.dim * (np.log(2.0 * np.pi) + 2.0 * np.log(sigma)))
 
+    @array_io
     def weights(self, x, sigma, alpha=1.0, *, label=None):
         """Dense softmax weights ``w_i(x)``, shape (Q, N_label) — for small problems.
 
@@ -133,6 +163,7 @@ class EmpiricalScore(ScoreField):
         dense_weights(prep.XT, x64, alpha, red.inv2s2, W)
         return W.astype(dt, copy=False)
 
+    @array_io
     def nearest(self, x, sigma=1.0, alpha=1.0, *, label=None):
         """Indices and distances of the two sites nearest to ``x / alpha``.
 
@@ -148,6 +179,7 @@ class EmpiricalScore(ScoreField):
         _, red = self._reduce(x64, sigma, alpha, label, want_top2=True)
         return red.i1, red.i2, np.sqrt(red.d1), np.sqrt(red.d2)
 
+    @array_io
     def jacobian(self, x, sigma, alpha=1.0, *, label=None):
         """Jacobian of the denoiser, ``d denoise / dx``, shape (Q, d, d) — for small d.
 
@@ -180,4 +212,4 @@ class EmpiricalScore(ScoreField):
 
     def __repr__(self):
         reg = "" if self.regularization is None else f", regularization={self.regularization!r}"
-        return f"EmpiricalScore(N={self.n}, d={self.dim}{reg})"
+        return f"EmpiricalScore(N={self.n}, d={self.dim}{reg}, backend={self.backend!r})"

@@ -13,9 +13,31 @@ Divisions by ``sigma`` are done one factor at a time, so a score is ``+-inf``
 only where its true value exceeds the float64 range, and exactly 0 at a data
 point for every sigma.
 """
+import functools
+
 import numpy as np
 
 from ._validation import as_points, as_positive, result_dtype
+from .backend import is_cupy, like, to_host
+
+
+def array_io(method):
+    """numpy in, numpy out; cupy in, cupy out (``x``, ``sigma``, ``alpha`` may be cupy arrays).
+
+    Inputs are brought to the host for validation (O(Q d)); results (arrays or
+    tuples of arrays) go back to the device when ``x`` was a cupy array.
+    """
+    @functools.wraps(method)
+    def wrapper(self, x, *args, **kwargs):
+        args = tuple(to_host(a) for a in args)
+        kwargs = {k: to_host(v) for k, v in kwargs.items()}
+        out = method(self, to_host(x), *args, **kwargs)
+        if not is_cupy(x):
+            return out
+        if isinstance(out, tuple):
+            return tuple(like(o, x) for o in out)
+        return like(out, x)
+    return wrapper
 
 
 class ScoreField:
@@ -50,6 +72,7 @@ class ScoreField:
         with np.errstate(invalid="ignore", over="ignore"):
             return np.where(res == 0.0, 0.0, res * factor[:, None])
 
+    @array_io
     def score(self, x, sigma, alpha=1.0, *, label=None):
         """Score ``grad_x log p_t(x)`` of the noised data distribution.
 
@@ -73,6 +96,7 @@ class ScoreField:
         res, lse = self._residual(x64, sigma, alpha, label)
         return self._scaled(res, self._factors(sigma, lse)[2]).astype(dt, copy=False)
 
+    @array_io
     def noise(self, x, sigma, alpha=1.0, *, label=None):
         """Optimal noise prediction ``eps*(x) = -sigma * score = r (x - alpha D) / sigma``.
 
@@ -82,6 +106,7 @@ class ScoreField:
         res, lse = self._residual(x64, sigma, alpha, label)
         return (-self._scaled(res, self._factors(sigma, lse)[1])).astype(dt, copy=False)
 
+    @array_io
     def denoise(self, x, sigma, alpha=1.0, *, label=None):
         """Posterior mean ``E[x_0 | x_t = x] = (x + r (alpha D - x)) / alpha`` (Tweedie).
 

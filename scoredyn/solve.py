@@ -1,8 +1,9 @@
 """``solve``: the log-time reverse ODE ``dz/ds = -r (z - D(z; e^{-s}))`` for a batch of states.
 
-Two engines, one result:
+Three backends, one result:
 
-* compiled (numba, :mod:`scoredyn.kernels.odeint`): for :class:`EmpiricalScore`
+* fused kernels — numba on the CPU (:mod:`scoredyn.kernels.odeint`) and
+  numba-cuda on the GPU (:mod:`scoredyn.kernels.cuda_odeint`): for :class:`EmpiricalScore`
   (with or without Tikhonov / Empirical-Bayes regularization) and every
   one-step method in the registry; the whole time loop runs in the kernel,
   one trajectory per thread, with online diagnostics;
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field as dc_field
 import numpy as np
 
 from ._validation import as_scalar
+from .backend import is_cupy, like, resolve, to_host
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .integrators import get_method
@@ -154,7 +156,7 @@ def _grid(span, save):
 
 def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,
           recentre=False, delta=None, s_star=None, max_steps=100_000, label=None,
-          engine="auto"):
+          backend=None):
     """Integrate ``dz/ds = -r(s) (z - D(z; sigma = e^{-s}))`` from ``s_span[0]`` to ``s_span[1]``.
 
     For the VE schedule ``sigma(t) = t`` this is the theorem's log-time
@@ -167,7 +169,7 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
     field : ScoreField
         The score field; ``r`` is its regularization's shrink factor (1 without).
     y0 : (Q, d) array_like
-        Initial states at ``s_span[0]``.
+        Initial states at ``s_span[0]`` (a cupy array gives cupy results).
     s_span : (s0, s1)
         Increasing log-time span.
     method : str or Integrator subclass
@@ -181,44 +183,72 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
         Increasing times within the span at which to store states.
     recentre : bool
         Integrate the deviation from the nearest data point (empirical fields,
-        compiled engine): resolves ``|y - x_i| ~ e^{-s}`` far past the float64 floor.
+        fused kernels): resolves ``|y - x_i| ~ e^{-s}`` far past the float64 floor.
     delta : float, optional
-        Track entry into the shrunken Voronoi cell ``V^delta`` (compiled
-        engine; one extra O(N d) pass per step); see ``SolveResult.entry_time``.
+        Track entry into the shrunken Voronoi cell ``V^delta`` (fused kernels;
+        one extra O(N d) pass per step); see ``SolveResult.entry_time``.
     s_star : float, optional
         With ``delta``: record ``SolveResult.first_inside`` from this time on.
     max_steps : int
         Per trajectory.
     label : optional
         Class label for class-conditional fields.
-    engine : {"auto", "compiled", "numpy"}
-        "auto" uses the compiled kernel when the field and method allow it.
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        "numba" and "cuda" run the fused kernel (one trajectory per thread,
+        the whole time loop compiled) and need an :class:`EmpiricalScore` and
+        a one-step method ("cuda": ``d <= 16``); "numpy" is the vectorised
+        engine for any field and method.  "auto" (default, or the
+        ``SCOREDYN_BACKEND`` variable) takes the GPU when usable, else the
+        CPU kernel, else numpy.  See :mod:`scoredyn.backend`.
 
     Returns
     -------
     SolveResult
     """
-    y0, span, meth, h, rtol, atol, save = _validate(field, y0, s_span, method, h, rtol, atol,
-                                                    save_at, max_steps, delta)
-    if engine not in ("auto", "compiled", "numpy"):
-        raise ValueError(f"`engine` must be one of 'auto', 'compiled', 'numpy'; got {engine!r}.")
+    y0_in = y0
+    y0, span, meth, h, rtol, atol, save = _validate(field, to_host(y0), s_span, method, h, rtol,
+                                                    atol, save_at, max_steps, delta)
     compilable = (type(field) is EmpiricalScore and not meth.multistep
                   and (meth.adaptive is False or meth.P is not None))
-    if engine == "compiled" and not compilable:
-        raise ValueError("the compiled engine needs an EmpiricalScore field and a one-step method "
-                         f"(got {type(field).__name__} with {meth.name!r}).")
-    if (recentre or delta is not None) and (not compilable or engine == "numpy"):
-        raise ValueError("`recentre` and `delta` need the compiled engine (an EmpiricalScore "
-                         "field and a one-step method).")
-    if compilable and engine != "numpy":
-        return _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps,
-                               label, delta, s_star)
-    from ._solve_numpy import solve_numpy
-    return solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label)
+    choice = resolve(backend, auto=("cuda", "numba") if compilable else ("numpy",))
+    if choice != "numpy" and not compilable:
+        raise ValueError(f"backend {choice!r} runs the fused kernel, which needs an EmpiricalScore "
+                         f"field and a one-step method (got {type(field).__name__} with "
+                         f"{meth.name!r}); use backend='numpy'.")
+    if (recentre or delta is not None) and choice == "numpy":
+        raise ValueError("`recentre` and `delta` need the fused kernel (backend 'numba' or "
+                         "'cuda', an EmpiricalScore field and a one-step method).")
+    if choice == "numpy":
+        from ._solve_numpy import solve_numpy
+        res = solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label)
+    else:
+        if choice == "cuda" and backend in (None, "auto") and field.dim > _cuda_max_d():
+            choice = "numba"          # "auto": the GPU kernel is specialised for d <= 16
+        res = _solve_fused(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps,
+                           label, delta, s_star, choice)
+    return _like(res, y0_in)
 
 
-def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps, label,
-                    delta=None, s_star=None):
+def _cuda_max_d():
+    from .kernels.cuda_odeint import MAX_D
+    return MAX_D
+
+
+def _like(res, reference):
+    """Arrays of the result as cupy arrays when ``y0`` was one."""
+    if not is_cupy(reference):
+        return res
+    for name in ("y", "ys", "deviation", "nearest", "nearest_distance", "max_norm", "centre",
+                 "cell_changes", "boundary_distance", "entry_time", "first_inside", "n_steps",
+                 "n_rejected", "nfev", "status"):
+        value = getattr(res, name)
+        if value is not None:
+            setattr(res, name, like(value, reference))
+    return res
+
+
+def _solve_fused(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps, label,
+                 delta, s_star, backend):
     prep = field._prepared(label)
     reg = field.regularization
     if reg is None:
@@ -228,7 +258,7 @@ def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_st
     elif isinstance(reg, EmpiricalBayes):
         kind, param = odeint.REG_EMPIRICAL_BAYES, reg.tau
     else:
-        raise TypeError(f"unsupported regularization {type(reg).__name__} for the compiled engine")
+        raise TypeError(f"unsupported regularization {type(reg).__name__} for the fused kernel")
     grid, slot = _grid(span, save)
     nseg = grid.size - 1
     if meth.adaptive:
@@ -247,21 +277,25 @@ def _solve_compiled(field, y0, span, meth, h, rtol, atol, save, recentre, max_st
         c, ell = coefs[0][2], coefs[0][5]
         berr, P, h0 = np.zeros(c.size), np.zeros((c.size, 4)), 0.0
     q, d = y0.shape
-    ys = np.full((save.size, q, d), np.nan)
-    y, u = np.empty((q, d)), np.empty((q, d))
-    ints = [np.zeros(q, np.int64) for _ in range(6)]
-    near_d2, max_norm, bdist, entry, first_in = (np.empty(q) for _ in range(5))
-    centre, n_steps, n_rej, nfev, status, nearest = ints
-    changes = np.zeros(q, np.int64)
-    odeint.integrate(prep.XT, y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
-                     np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
-                     np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
-                     bool(meth.adaptive), berr, P, float(rtol), float(atol), float(h0),
-                     int(max_steps), kind, float(param), bool(recentre),
-                     float(delta) if delta is not None else 0.0,
-                     float(s_star) if s_star is not None else np.inf, ys, y, u, centre,
-                     n_steps, n_rej, nfev, status, nearest, near_d2, max_norm, changes, bdist,
-                     entry, first_in)
+    args = (y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
+            np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
+            np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
+            bool(meth.adaptive), berr, np.ascontiguousarray(P, float), float(rtol), float(atol),
+            float(h0), int(max_steps), kind, float(param), bool(recentre),
+            float(delta) if delta is not None else 0.0,
+            float(s_star) if s_star is not None else np.inf)
+    if backend == "cuda":
+        from . import _cuda
+        (ys, y, u, centre, n_steps, n_rej, nfev, status, nearest, near_d2, max_norm, changes,
+         bdist, entry, first_in) = _cuda.integrate(prep.X, args, save.size, q, d)
+    else:
+        ys = np.full((save.size, q, d), np.nan)
+        y, u = np.empty((q, d)), np.empty((q, d))
+        centre, n_steps, n_rej, nfev, status, nearest = (np.zeros(q, np.int64) for _ in range(6))
+        near_d2, max_norm, bdist, entry, first_in = (np.empty(q) for _ in range(5))
+        changes = np.zeros(q, np.int64)
+        odeint.integrate(prep.XT, *args, ys, y, u, centre, n_steps, n_rej, nfev, status,
+                         nearest, near_d2, max_norm, changes, bdist, entry, first_in)
     if recentre:
         # distance to the nearest site from the deviation (full relative precision)
         same = nearest == centre

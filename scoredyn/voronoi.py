@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._reduce import query_blocks, two_nearest_numpy
 from ._validation import as_data, as_points, as_scalar
+from .backend import like, resolve, to_host
 from .kernels.voronoi import voronoi_pass
 
 DATA, BOUNDARY, UNRESOLVED = 0, 1, 2
@@ -23,25 +25,64 @@ KIND_NAMES = ("data", "boundary", "unresolved")
 def _prepare(data, y):
     X, _ = as_data(data)
     Y, _ = as_points(y, X.shape[1], "y")
-    return np.ascontiguousarray(X.T), Y
+    return X, Y
 
 
-def _run(data, y, tol=0.0):
-    XT, Y = _prepare(data, y)
+def _run(data, y, tol=0.0, backend=None):
+    """``(i1, r1, i2, r2, bdist, gap, ntied)`` per query on the chosen backend."""
+    X, Y = _prepare(data, y)
+    choice = resolve(backend)
+    if choice == "cuda":
+        from . import _cuda
+        return _cuda.voronoi_pass(X, Y, tol)
+    if choice == "numpy":
+        return _voronoi_numpy(X, Y, tol)
     q = Y.shape[0]
     i1, i2, nt = (np.empty(q, np.int64) for _ in range(3))
     r1, r2, bd, gp = (np.empty(q) for _ in range(4))
-    voronoi_pass(XT, Y, tol, i1, r1, i2, r2, bd, gp, nt)
+    voronoi_pass(np.ascontiguousarray(X.T), Y, tol, i1, r1, i2, r2, bd, gp, nt)
     return i1, r1, i2, r2, bd, gp, nt
 
 
-def nearest(data, y):
+def _voronoi_numpy(X, Y, tol):
+    """The numpy reference of ``kernels.voronoi.voronoi_pass`` (same formulas, query blocks)."""
+    q, d = Y.shape
+    n = X.shape[0]
+    i1, i2, nt = (np.empty(q, np.int64) for _ in range(3))
+    r1, r2, bd, gp = (np.empty(q) for _ in range(4))
+    for b in query_blocks(q, n, d):
+        diff = Y[b, None, :] - X[None, :, :]
+        dist = np.einsum("qnk,qnk->qn", diff, diff)
+        a, da, c, dc = two_nearest_numpy(dist)
+        i1[b], r1[b], i2[b], r2[b] = a, np.sqrt(da), c, np.sqrt(dc)
+        xi = X[a]                                    # (B, d)
+        delta = X[None, :, :] - xi[:, None, :]        # (B, N, d)
+        p = Y[b, None, :] - (0.5 * delta + xi[:, None, :])
+        num = np.einsum("qnk,qnk->qn", p, delta)
+        nrm = np.einsum("qnk,qnk->qn", delta, delta)
+        skip = (nrm == 0.0) | (np.arange(n)[None, :] == a[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = np.where(skip, np.inf, -num / np.sqrt(nrm))
+            ri = np.sqrt(da)[:, None]
+            den = np.sqrt(np.maximum(da[:, None] - 2.0 * num, 0.0)) + ri
+            g = np.where(skip, np.inf, np.where(den == 0.0, 0.0, -2.0 * num / den))
+        bd[b] = h.min(axis=1)
+        gp[b] = g.min(axis=1)
+        tied = (~skip) & (h <= bd[b, None] + tol)
+        nt[b] = np.where(np.isfinite(bd[b]), tied.sum(axis=1), 0)
+    return i1, r1, i2, r2, bd, gp, nt
+
+
+def nearest(data, y, *, backend=None):
     """Nearest and second-nearest data point of each query.
 
     Parameters
     ----------
     data : (N, d) array_like
     y : (Q, d) array_like
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        Where the O(Q N d) pass runs (:mod:`scoredyn.backend`); a cupy ``y``
+        gives cupy results.
 
     Returns
     -------
@@ -50,11 +91,11 @@ def nearest(data, y):
     r1, r2 : (Q,) float64
         Distances ``|y - x_i1|``, ``|y - x_i2|`` (``inf`` when absent).
     """
-    i1, r1, i2, r2, *_ = _run(data, y)
-    return i1, i2, r1, r2
+    i1, r1, i2, r2, *_ = _run(to_host(data), to_host(y), backend=backend)
+    return tuple(like(a, y) for a in (i1, i2, r1, r2))
 
 
-def distance_to_boundary(data, y, tol=None):
+def distance_to_boundary(data, y, tol=None, *, backend=None):
     """Exact distance from ``y`` to the boundary of its Voronoi cell.
 
     ``dist(y, dV(x_i*)) = min_{l != i*} (|y - x_l|^2 - |y - x_i*|^2) / (2 |x_l - x_i*|)``
@@ -67,6 +108,8 @@ def distance_to_boundary(data, y, tol=None):
     tol : float, optional
         Bisectors within ``tol`` of the nearest one count as tied (default
         ``1e-9 * (1 + max |x|)``).
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        As in :func:`nearest`.
 
     Returns
     -------
@@ -79,13 +122,13 @@ def distance_to_boundary(data, y, tol=None):
     cell : (Q,) int64
         Index of the nearest site.
     """
-    X, _ = as_data(data)
+    X, _ = as_data(to_host(data))
     tol = _default_tol(X) if tol is None else as_scalar(tol, "tol", low=0.0, low_inclusive=False)
-    i1, _, _, _, bd, _, nt = _run(X, y, tol)
-    return bd, nt, i1
+    i1, _, _, _, bd, _, nt = _run(X, to_host(y), tol, backend)
+    return like(bd, y), like(nt, y), like(i1, y)
 
 
-def in_cell(data, y, delta):
+def in_cell(data, y, delta, *, backend=None):
     """Membership of the shrunken cell ``V^delta(x_i) = {|y - x_i| <= |y - x_l| - delta, l != i}``.
 
     Parameters
@@ -93,6 +136,8 @@ def in_cell(data, y, delta):
     data : (N, d) array_like
     y : (Q, d) array_like
     delta : float, > 0
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        As in :func:`nearest`.
 
     Returns
     -------
@@ -101,8 +146,8 @@ def in_cell(data, y, delta):
         The nearest site (the only cell whose ``V^delta`` can contain y).
     """
     delta = as_scalar(delta, "delta", low=0.0, low_inclusive=False)
-    i1, _, _, _, _, gap, _ = _run(data, y)
-    return gap >= delta, i1
+    i1, _, _, _, _, gap, _ = _run(to_host(data), to_host(y), backend=backend)
+    return like(gap >= delta, y), like(i1, y)
 
 
 @dataclass
@@ -138,7 +183,7 @@ class Classification:
         return {name: int(np.sum(self.kind == k)) for k, name in enumerate(KIND_NAMES)}
 
 
-def classify(data, y, tol):
+def classify(data, y, tol, *, backend=None):
     """Classify end points: at a site, on a Voronoi boundary, or unresolved.
 
     Parameters
@@ -147,13 +192,15 @@ def classify(data, y, tol):
     y : (Q, d) array_like
     tol : float, > 0
         Distance within which a point counts as at a site / on a face.
+    backend : {"auto", "numba", "cuda", "numpy"} or None
+        As in :func:`nearest` (the classification's arrays are numpy arrays).
 
     Returns
     -------
     Classification
     """
     tol = as_scalar(tol, "tol", low=0.0, low_inclusive=False)
-    i1, r1, _, _, bd, _, nt = _run(data, y, tol)
+    i1, r1, _, _, bd, _, nt = _run(to_host(data), to_host(y), tol, backend)
     kind = np.full(i1.shape, UNRESOLVED, np.int64)
     on_boundary = bd <= tol
     kind[on_boundary] = BOUNDARY

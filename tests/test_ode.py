@@ -69,18 +69,18 @@ def test_order_on_one_point_compiled(method):
     exact = x1 + np.exp(-3.0) * (y0 - x1)
     hs = 2.0 ** -np.arange(0, 9)
     errs = np.array([np.max(np.abs(sd.solve(field, y0, (0.0, 3.0), method=method, h=h,
-                                            engine="compiled").y - exact)) for h in hs])
+                                            backend="numba").y - exact)) for h in hs])
     assert abs(fitted_order(errs, hs, 1e-13) - get_method(method).order) < 0.3, errs
 
 
-@pytest.mark.parametrize("engine,method", [(e, m) for e in ("compiled", "numpy")
+@pytest.mark.parametrize("engine,method", [(e, m) for e in ("numba", "numpy")
                                            for m in ("etd1", "etdrk2", "etdrk4")]
                          + [("numpy", "etd2m")])   # multistep: numpy engine only
 def test_etd_exact_for_one_point(engine, method):
     """Exponential integrators solve the N = 1 problem exactly at any step size."""
     x1 = np.array([[0.4, -1.2]])
     y0 = np.array([[2.0, 1.0], [-1.0, 0.5]])
-    r = sd.solve(sd.EmpiricalScore(x1), y0, (0.0, 5.0), method=method, h=1.7, engine=engine)
+    r = sd.solve(sd.EmpiricalScore(x1), y0, (0.0, 5.0), method=method, h=1.7, backend=engine)
     np.testing.assert_allclose(r.y, x1 + np.exp(-5.0) * (y0 - x1), rtol=0, atol=16 * EPS)
 
 
@@ -115,11 +115,11 @@ def authors_problem():
     return field, y0, _reference(field, y0, 8.0)
 
 
-@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
 def test_dopri5_agrees_with_scipy_dop853(authors_problem, engine):
     """At rtol 1e-8 the global error at s = 8 stays within 100 rtol (scipy DOP853 at 1e-12 as truth)."""
     field, y0, ref = authors_problem
-    r = sd.solve(field, y0, (0.0, 8.0), method="dopri5", rtol=1e-8, atol=1e-10, engine=engine)
+    r = sd.solve(field, y0, (0.0, 8.0), method="dopri5", rtol=1e-8, atol=1e-10, backend=engine)
     assert r.success
     assert np.max(np.abs(r.y - ref)) < 1e-6
     assert np.all(r.nearest == np.argmin(((ref[:, None] - field.data[None]) ** 2).sum(-1), 1))
@@ -142,18 +142,18 @@ def test_engines_agree(authors_problem, method):
     """The compiled loop and the numpy engine compute the same scheme."""
     field, y0, _ = authors_problem
     a = sd.solve(field, y0, (0.0, 6.0), method=method, h=0.05, save_at=[1.0, 3.5],
-                 engine="compiled")
-    b = sd.solve(field, y0, (0.0, 6.0), method=method, h=0.05, save_at=[1.0, 3.5], engine="numpy")
+                 backend="numba")
+    b = sd.solve(field, y0, (0.0, 6.0), method=method, h=0.05, save_at=[1.0, 3.5], backend="numpy")
     np.testing.assert_allclose(a.ys, b.ys, rtol=0, atol=1e-11)
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-11)
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
 
 
-@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
 def test_dense_output_at_save_times(engine):
     """DOPRI5 saves through its dense output: states at save times match the exact flow."""
     field, y0, exact = gaussian_problem()
-    if engine == "compiled":
+    if engine == "numba":
         x1 = np.array([[0.4, -1.2, 0.0]])
         field = sd.EmpiricalScore(x1)
 
@@ -161,7 +161,7 @@ def test_dense_output_at_save_times(engine):
             return x1 + np.exp(-s) * (y0 - x1)
     save = np.array([0.013, 0.5, 1.37, 2.0])
     r = sd.solve(field, y0, (0.0, 2.0), method="dopri5", rtol=1e-10, atol=1e-12, save_at=save,
-                 engine=engine)
+                 backend=engine)
     for k, s in enumerate(save):
         np.testing.assert_allclose(r.ys[k], exact(s), atol=1e-8)
     assert np.all(r.n_steps < 200)
@@ -171,8 +171,8 @@ def test_regularised_fields_compiled_vs_numpy(authors_problem):
     field, y0, _ = authors_problem
     for reg in (sd.Tikhonov(1e-3), sd.EmpiricalBayes(0.3)):
         f = sd.EmpiricalScore(field.data, regularization=reg)
-        a = sd.solve(f, y0, (0.0, 9.0), method="rk4", h=0.02, engine="compiled")
-        b = sd.solve(f, y0, (0.0, 9.0), method="rk4", h=0.02, engine="numpy")
+        a = sd.solve(f, y0, (0.0, 9.0), method="rk4", h=0.02, backend="numba")
+        b = sd.solve(f, y0, (0.0, 9.0), method="rk4", h=0.02, backend="numpy")
         np.testing.assert_allclose(a.y, b.y, atol=1e-11)
 
 
@@ -313,7 +313,9 @@ def test_recentred_collapse_is_resolved_to_s_60(method):
     (dict(save_at=[-1.0]), ValueError, r"`save_at` must lie within s_span"),
     (dict(save_at=[2.0, 1.0]), ValueError, r"`save_at` must be strictly increasing"),
     (dict(max_steps=0), ValueError, r"`max_steps` must be a positive integer; got 0"),
-    (dict(engine="gpu"), ValueError, r"`engine` must be one of 'auto', 'compiled', 'numpy'"),
+    (dict(backend="gpu"), ValueError, r"`backend` must be one of 'auto', 'numpy', 'numba', 'cuda'; got 'gpu'"),
+    (dict(recentre=True, backend="numpy"), ValueError, r"`recentre` and `delta` need the fused kernel"),
+    (dict(method="etd2m", h=0.1, backend="numba"), ValueError, r"backend 'numba' runs the fused kernel, which needs"),
 ])
 def test_bad_input(bad, exc, match):
     args = dict(field=sd.EmpiricalScore(authors_data()), y0=np.zeros((1, 2)), s_span=(0.0, 5.0))

@@ -1,0 +1,161 @@
+"""CUDA device functions: the shared formulas of :mod:`scalar` and per-query loops.
+
+The scalar formulas are the very functions the CPU kernels inline, compiled
+here with ``cuda.jit(device=True)``.  The loops (absorbing one data point into
+an online softmax, the posterior of one query against data in global memory,
+the margins of a Voronoi cell) are generated per dimension ``D`` so that
+per-thread vectors live in registers (``cuda.local.array(D)`` with ``D`` a
+compile-time constant).
+
+Requires numba-cuda (``pip install scoredyn[cuda]``).  Under
+``NUMBA_ENABLE_CUDASIM=1`` everything here runs in numba's simulator.
+"""
+import functools
+import math
+
+from numba import cuda, float32, float64
+from numba.core import config
+
+from . import scalar
+
+
+def _device(fn):
+    return cuda.jit(device=True, inline="always")(fn)
+
+
+softmax_exponent = _device(scalar.softmax_exponent)
+top2_insert = _device(scalar.top2_insert)
+bisector_margins = _device(scalar.bisector_margins)
+tikhonov_shrink = _device(scalar.tikhonov_shrink)
+empirical_bayes_exponent = _device(scalar.empirical_bayes_exponent)
+error_ratio = _device(scalar.error_ratio)
+pi_step_factor = _device(scalar.pi_step_factor)
+reject_step_factor = _device(scalar.reject_step_factor)
+dense_weight = _device(scalar.dense_weight)
+
+
+if config.ENABLE_CUDASIM:
+    def _square64(t):
+        return t * t
+
+    _square32 = _square64
+else:
+    from numba.cuda import libdevice
+
+    def _square64(t):
+        return libdevice.dmul_rn(t, t)
+
+    def _square32(t):
+        return libdevice.fmul_rn(t, t)
+
+#: ``t * t`` rounded on its own.  NVVM contracts ``acc + t * t`` into an FMA by
+#: default (and numba-cuda has no switch for it); that makes ``|y - x|^2``
+#: depend on the order of the coordinates and breaks the exact reflection
+#: symmetry that keeps a trajectory on a Voronoi bisector (the CPU kernels drop
+#: ``contract`` for the same reason, see ``config.FASTMATH``).  ``__dmul_rn``
+#: is never contracted.
+square = _device(_square64)
+square32 = _device(_square32)
+SQUARE = {float64: square, float32: square32}
+
+
+@functools.cache
+def query_functions(D, ft=float64):
+    """Device functions for one query in dimension ``D`` (a compile-time constant).
+
+    ``ft`` is the type ``absorb`` evaluates its weights in (``exp`` in float32
+    for float32 kernels); the running minimum and sum stay float64.
+
+    Returns
+    -------
+    absorb : device function
+        ``absorb(dist, j, src, row, xc, inv, want_top2, acc, m, l, i1, d1, i2, d2)``
+        folds data point ``src[row]`` (index ``j``, squared distance ``dist``)
+        into the running state: ``m`` the smallest distance so far, ``l =
+        sum exp(-(dist_i - m) inv)``, ``acc = sum exp(...) (x_i - xc)`` —
+        the CPU kernel's tile update (``reduction.posterior_one``), one point
+        at a time.  Returns ``(m, l, i1, d1, i2, d2)``.
+    posterior : device function
+        ``posterior(X, u, xc, inv, want_top2, mean)``: the posterior mean of
+        ``y = u + xc`` relative to ``xc`` against all rows of ``X`` (global
+        memory), written to ``mean``; returns ``(dmin, lsum, i1, d1)``.
+    cell_margins : device function
+        ``cell_margins(X, u, xc, i, tol)``: ``(bdist, gap, ntied)`` as in
+        ``voronoi.cell_margins``.
+    """
+
+    @_device
+    def absorb(dist, j, src, row, xc, inv, want_top2, acc, m, l, i1, d1, i2, d2):
+        if want_top2:
+            i1, d1, i2, d2 = top2_insert(dist, j, i1, d1, i2, d2)
+        if dist < m:
+            if l > 0.0:
+                f = math.exp(softmax_exponent(m, dist, inv))
+                l *= f
+                for k in range(D):
+                    acc[k] *= f
+            m = dist
+        w = math.exp(ft(softmax_exponent(dist, m, inv)))
+        l += w
+        for k in range(D):
+            acc[k] += w * (src[row, k] - xc[k])
+        return m, l, i1, d1, i2, d2
+
+    @_device
+    def posterior(X, u, xc, inv, want_top2, mean):
+        m = math.inf
+        l = 0.0
+        i1 = -1
+        i2 = -1
+        d1 = math.inf
+        d2 = math.inf
+        for k in range(D):
+            mean[k] = 0.0
+        for j in range(X.shape[0]):
+            dist = 0.0
+            for k in range(D):
+                dist += square(u[k] - (X[j, k] - xc[k]))
+            m, l, i1, d1, i2, d2 = absorb(dist, j, X, j, xc, inv, want_top2, mean, m, l,
+                                          i1, d1, i2, d2)
+        for k in range(D):
+            mean[k] /= l
+        return m, l, i1, d1
+
+    @_device
+    def bisector(X, u, xc, i, l):
+        num = 0.0
+        nrm = 0.0
+        for k in range(D):
+            dl = X[l, k] - X[i, k]
+            p = u[k] - (0.5 * dl + (X[i, k] - xc[k]))
+            num += p * dl
+            nrm += dl * dl
+        return num, nrm
+
+    @_device
+    def cell_margins(X, u, xc, i, tol):
+        ri2 = 0.0
+        for k in range(D):
+            ri2 += square(u[k] - (X[i, k] - xc[k]))
+        bdist = math.inf
+        gap = math.inf
+        for l in range(X.shape[0]):
+            if l == i:
+                continue
+            num, nrm = bisector(X, u, xc, i, l)
+            if nrm == 0.0:
+                continue
+            h, g = bisector_margins(num, nrm, ri2)
+            bdist = min(bdist, h)
+            gap = min(gap, g)
+        ntied = 0
+        if math.isfinite(bdist):
+            for l in range(X.shape[0]):
+                if l == i:
+                    continue
+                num, nrm = bisector(X, u, xc, i, l)
+                if nrm > 0.0 and -num / math.sqrt(nrm) <= bdist + tol:
+                    ntied += 1
+        return bdist, gap, ntied
+
+    return absorb, posterior, cell_margins
