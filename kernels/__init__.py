@@ -13,4 +13,14 @@ reduction   the streaming posterior-mean / log-normaliser / two-nearest pass
 gemm_tile   the per-tile update of the GEMM path (large d) with exact
             recomputation of the entries whose rounding error matters.
 moments     dense weights and the weighted covariance (Jacobian of D).
+odeint      the fused time loop of the log-time ODE (one trajectory per thread).
+voronoi     two nearest sites, boundary distance, gap, tied bisectors.
+knn         exact streaming k nearest neighbours.
+
+CUDA (numba-cuda; imported only by ``backend="cuda"`` and the tests):
+
+cuda_device     the scalar formulas compiled for the device; per-query loops.
+cuda_reduction  the posterior reduction: small-d and tiled large-d kernels.
+cuda_voronoi    the Voronoi pass.
+cuda_odeint     the fused integrator.
 """

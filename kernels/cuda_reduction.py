@@ -38,16 +38,11 @@ from .cuda_device import SQUARE, query_functions, softmax_exponent, top2_insert
 TILE = 64
 #: largest d of the one-thread-per-query kernel
 SMALL_MAX_D = 32
-#: large-d tiling: outputs per block (BM x BN), per thread (TM x TN), stage depth BK
-BM = 64
-BN = 64
-BK = 16
-TM = 4
-TN = 4
-#: leading dimension of the shared tiles (padded: the transposing stores avoid bank conflicts)
-LDS = BM + 1
-#: threads per block of the large-d tile kernels (16 x 16)
-TILE_THREADS = (BN // TN, BM // TM)
+#: large-d tiling (BM, BK, TM): outputs per block BM x BM, coordinates (or data
+#: points) per shared-memory stage BK, outputs per thread TM x TM (16 x 16 threads).
+#: The shared tiles have a padded leading dimension BM + 1 (the transposing
+#: stores then avoid bank conflicts).
+GEOMETRY = (64, 16, 4)
 
 FLOAT_TYPES = {"float64": float64, "float32": float32}
 
@@ -124,15 +119,23 @@ def small_kernel_source(D, dtype="float64"):
 
 
 @functools.cache
-def tile_kernels(dtype="float64"):
+def tile_kernels(dtype="float64", geometry=GEOMETRY):
     """``(dist_tile, softmax_tile, accumulate_tile, normalise)`` kernels of the large-d path."""
-    return tuple(cuda.jit(f) for f in tile_kernel_sources(dtype))
+    return tuple(cuda.jit(f) for f in tile_kernel_sources(dtype, geometry))
 
 
 @functools.cache
-def tile_kernel_sources(dtype="float64"):
-    """The Python functions behind :func:`tile_kernels` (for ``compile_ptx``)."""
+def tile_kernel_sources(dtype="float64", geometry=GEOMETRY):
+    """The Python functions behind :func:`tile_kernels` (for ``compile_ptx``).
+
+    ``geometry = (BM, BK, TM)``: square output tiles of BM x BM per block, BK
+    per stage, TM x TM per thread (blocks of (BM/TM)^2 threads).  The tests use
+    a small geometry to cross every tile boundary quickly in the simulator.
+    """
     ft = FLOAT_TYPES[dtype]
+    BM, BK, TM = geometry
+    BN, TN = BM, TM
+    LDS = BM + 1
 
     def dist_tile(Y, X, alpha, n0, nt, S):
         """``S[q, j] = |Y[q] - alpha[q] X[n0 + j]|^2`` for ``j < nt``; block (16, 16), tile 64 x 64."""
@@ -285,7 +288,7 @@ def reduce_small(X, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2, d
 
 
 def reduce_tiled(X, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2, d2, *,
-                 workspace, fac, threads=128, stream=0):
+                 workspace, fac, threads=128, stream=0, geometry=GEOMETRY):
     """Run the large-d path over the data in blocks of ``workspace.shape[1]`` points.
 
     Parameters
@@ -296,19 +299,23 @@ def reduce_tiled(X, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2, d
     workspace : (Q, NT) device array of X's dtype
         Scratch for one block of distances / weights.
     fac : (Q,) float64 device array, scratch
+    geometry : (BM, BK, TM)
+        Tiling of :func:`tile_kernel_sources`.
     """
-    dist_tile, softmax_tile, accumulate_tile, normalise = tile_kernels(_dtype_name(Y))
+    dist_tile, softmax_tile, accumulate_tile, normalise = tile_kernels(_dtype_name(Y), geometry)
+    bm, _, tm = geometry
+    tile_threads = (bm // tm, bm // tm)
     n, d = X.shape
     q = Y.shape[0]
     nt_max = workspace.shape[1]
     _fill[max(1, -(-q // threads)), threads, stream](mean, dmin, lsum, i1, d1, i2, d2)
     for n0 in range(0, n, nt_max):
         nt = min(nt_max, n - n0)
-        dist_tile[(-(-nt // BN), -(-q // BM)), TILE_THREADS, stream](Y, X, alpha, n0, nt,
+        dist_tile[(-(-nt // bm), -(-q // bm)), tile_threads, stream](Y, X, alpha, n0, nt,
                                                                      workspace)
         softmax_tile[max(1, -(-q // threads)), threads, stream](
             workspace, nt, n0, inv2s2, bool(want_top2), dmin, lsum, fac, i1, d1, i2, d2)
-        accumulate_tile[(-(-d // BN), -(-q // BM)), TILE_THREADS, stream](
+        accumulate_tile[(-(-d // bm), -(-q // bm)), tile_threads, stream](
             workspace, X, n0, nt, fac, mean)
     normalise[(-(-q // 16), -(-d // 16)), (16, 16), stream](mean, lsum)
 

@@ -15,6 +15,8 @@ from .kernels import cuda_odeint, cuda_reduction, cuda_voronoi
 THREADS = 128
 #: device memory for one tile of the large-d path's distances (Q x NT)
 WORKSPACE_BYTES = 256 * 2 ** 20
+#: tiling of the large-d path (tests use a small one)
+TILE_GEOMETRY = cuda_reduction.GEOMETRY
 GPU_DTYPES = ("float64", "float32")
 
 
@@ -83,11 +85,12 @@ def posterior_reduce(data, Y, alpha, sigma, *, want_top2=False, dtype="float64")
         cuda_reduction.reduce_small(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1, i2,
                                     d2, threads=THREADS)
     else:
-        nt = _tile_width(q, data.X.shape[0], np.dtype(dtype).itemsize)
+        nt = _tile_width(q, data.X.shape[0], np.dtype(dtype).itemsize, TILE_GEOMETRY[0])
         workspace = cuda.device_array((q, nt), dtype=np.dtype(dtype))
         fac = cuda.device_array(q)
         cuda_reduction.reduce_tiled(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1, i2,
-                                    d2, workspace=workspace, fac=fac, threads=THREADS)
+                                    d2, workspace=workspace, fac=fac, threads=THREADS,
+                                    geometry=TILE_GEOMETRY)
     m = mean.copy_to_host().astype(np.float64)
     if shift is not None:
         m += shift
@@ -98,9 +101,8 @@ def posterior_reduce(data, Y, alpha, sigma, *, want_top2=False, dtype="float64")
     return red
 
 
-def _tile_width(q, n, itemsize):
+def _tile_width(q, n, itemsize, bn):
     """Data points per block of the large-d path: the workspace within budget, >= one tile."""
-    bn = cuda_reduction.BN
     nt = WORKSPACE_BYTES // max(1, q * itemsize)
     nt = max(bn, (nt // bn) * bn)
     return int(min(nt, -(-n // bn) * bn))

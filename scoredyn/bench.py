@@ -26,6 +26,33 @@ FIELD_SIZES = [(10_000, 10_000, 2), (1_000, 10_000, 64), (1_000, 5_000, 3072), (
 FIELD_SIZES_QUICK = [(2_000, 2_000, 2), (200, 2_000, 64), (100, 1_000, 3072)]
 
 
+def near_boundary_case(rng, d=3072, sigma=1e-6, w_target=0.27, n_far=62):
+    """DESIGN.md §4's trap: two sites whose squared distances to y differ by ~1e-7 relative.
+
+    At ``sigma = 1e-6`` the exact weight of the first site is ~``w_target``;
+    the GEMM expansion ``|y|^2 - 2 y.x + |x|^2`` misplaces it by O(0.1).
+
+    Returns
+    -------
+    data : (2 + n_far, d) ndarray
+    y : (1, d) ndarray
+    """
+    x1 = rng.standard_normal(d)
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    p = rng.standard_normal(d)
+    p -= (p @ u) * u
+    p *= 4e-3 / np.linalg.norm(p)
+    delta = 2e-3
+    mid = x1 + 0.5 * delta * u
+    x2 = mid + 0.5 * delta * u
+    logit_gap = np.log((1 - w_target) / w_target)       # l_1 - l_2 = -gap
+    t = sigma**2 * logit_gap / delta                    # D1 - D2 = 2 t delta = 2 sigma^2 gap
+    y = mid + t * u + p
+    data = np.vstack([x1, x2, rng.standard_normal((n_far, d))])
+    return data, y[None, :]
+
+
 def _median_time(fn, repeat):
     fn()  # warm-up: compilation, caches
     times = []
@@ -121,7 +148,7 @@ def field_benchmark(sizes=FIELD_SIZES, dtypes=("float64", "float32"), repeat=3, 
             data = gen.standard_normal((n, d)).astype(dt)
             x = gen.standard_normal((q, d)).astype(dt)
             s = float(sigma * np.sqrt(d) / 4 if d > 8 else sigma)
-            field = EmpiricalScore(data)
+            field = EmpiricalScore(data, backend="numba")
             t_ours, ours = _median_time(lambda: field.denoise(x, s), repeat)
             row = {"dtype": dt, "Q": q, "N": n, "d": d, "sigma": s, "scoredyn_s": t_ours}
             line = f"{dt:8s} {str((q, n, d)):>22s} {1e3 * t_ours:12.1f}"
@@ -175,7 +202,7 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
     gen = np.random.default_rng(rng)
     data = gen.standard_normal((n, d))
     y0 = gen.standard_normal((q, d))
-    field = EmpiricalScore(data)
+    field = EmpiricalScore(data, backend="numba")
     rhs = _stacked_rhs(data)
     t0 = time.perf_counter()
     ref = solve_ivp(rhs, (0.0, s1), y0.ravel(), method="DOP853", rtol=1e-13, atol=1e-15)
@@ -229,7 +256,7 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
         qb, nb = big
         datab = gen.standard_normal((nb, d))
         yb = gen.standard_normal((qb, d))
-        fb = EmpiricalScore(datab)
+        fb = EmpiricalScore(datab, backend="numba")
         for method, kw in (("dopri5", {"rtol": 1e-8, "atol": 1e-10}), ("etd1", {"h": 0.01})):
             t0 = time.perf_counter()
             r = solve(fb, yb, (0.0, s1), method=method, **kw)

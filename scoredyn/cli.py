@@ -19,6 +19,18 @@ def _bench(args):
     if args.what in ("ode", "all"):
         kw = dict(q=500, big=(5_000, 200)) if args.quick else {}
         rows["ode"] = bench.ode_benchmark(**kw)
+    if args.what == "gpu":
+        from . import bench_gpu
+        from .backend import cuda_status
+        usable, why = cuda_status()
+        if not usable:
+            print(f"scoredyn bench gpu: no usable GPU: {why}.", file=sys.stderr)
+            return 2
+        sizes = bench_gpu.REDUCTION_SIZES_QUICK if args.quick else bench_gpu.REDUCTION_SIZES
+        rows["gpu_reduction"] = bench_gpu.reduction_benchmark(sizes, dtypes=args.dtype,
+                                                              repeat=args.repeat)
+        rows["gpu_ode"] = bench_gpu.ode_benchmark(
+            bench_gpu.ODE_SIZE_QUICK if args.quick else bench_gpu.ODE_SIZE)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
@@ -81,8 +93,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
-    b.add_argument("what", nargs="?", default="all", choices=["field", "ode", "all"],
-                   help="the posterior-mean kernel, the ODE solver, or both (default)")
+    b.add_argument("what", nargs="?", default="all", choices=["field", "ode", "all", "gpu"],
+                   help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
+                        "or the CUDA kernels against cupy / torch on an NVIDIA GPU")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])

@@ -3,28 +3,11 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
+from scoredyn.bench import near_boundary_case
 
 from . import naive
 
 METHODS = ["direct", "gemm"]
-
-
-def near_boundary_case(rng, d=3072, sigma=1e-6, w_target=0.27, n_far=62):
-    """Two sites whose squared distances to y differ by ~1e-7 relative; exact w_1 ~ w_target."""
-    x1 = rng.standard_normal(d)
-    u = rng.standard_normal(d)
-    u /= np.linalg.norm(u)
-    p = rng.standard_normal(d)
-    p -= (p @ u) * u
-    p *= 4e-3 / np.linalg.norm(p)
-    delta = 2e-3
-    mid = x1 + 0.5 * delta * u
-    x2 = mid + 0.5 * delta * u
-    logit_gap = np.log((1 - w_target) / w_target)       # l_1 - l_2 = -gap
-    t = sigma**2 * logit_gap / delta                    # D1 - D2 = 2 t delta = 2 sigma^2 gap
-    y = mid + t * u + p
-    data = np.vstack([x1, x2, rng.standard_normal((n_far, d))])
-    return data, y[None, :]
 
 
 @pytest.mark.parametrize("method", METHODS)
