@@ -4,8 +4,12 @@ Host arrays go to the device with ``numba.cuda.to_device`` and come back with
 ``copy_to_host``; under numba's simulator (tests) the same calls work on host
 memory, so the whole glue is exercised without a GPU.
 """
+import contextlib
+import warnings
+
 import numpy as np
 from numba import cuda
+from numba.core.errors import NumbaPerformanceWarning
 
 from ._reduce import Reduction
 from .kernels import cuda_odeint, cuda_reduction, cuda_voronoi
@@ -18,6 +22,14 @@ WORKSPACE_BYTES = 256 * 2 ** 20
 #: tiling of the large-d path (tests use a small one)
 TILE_GEOMETRY = cuda_reduction.GEOMETRY
 GPU_DTYPES = ("float64", "float32")
+
+
+@contextlib.contextmanager
+def _launches():
+    """Silence numba's low-occupancy warnings: a small batch is a legitimate request."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        yield
 
 
 class DeviceData:
@@ -81,16 +93,17 @@ def posterior_reduce(data, Y, alpha, sigma, *, want_top2=False, dtype="float64")
     mean = cuda.device_array((q, d), dtype=np.dtype(dtype))
     dmin, lsum, d1, d2 = (cuda.device_array(q) for _ in range(4))
     i1, i2 = (cuda.device_array(q, dtype=np.int64) for _ in range(2))
-    if d <= cuda_reduction.SMALL_MAX_D:
-        cuda_reduction.reduce_small(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1, i2,
-                                    d2, threads=THREADS)
-    else:
-        nt = _tile_width(q, data.X.shape[0], np.dtype(dtype).itemsize, TILE_GEOMETRY[0])
-        workspace = cuda.device_array((q, nt), dtype=np.dtype(dtype))
-        fac = cuda.device_array(q)
-        cuda_reduction.reduce_tiled(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1, i2,
-                                    d2, workspace=workspace, fac=fac, threads=THREADS,
-                                    geometry=TILE_GEOMETRY)
+    with _launches():
+        if d <= cuda_reduction.SMALL_MAX_D:
+            cuda_reduction.reduce_small(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1,
+                                        i2, d2, threads=THREADS)
+        else:
+            nt = _tile_width(q, data.X.shape[0], np.dtype(dtype).itemsize, TILE_GEOMETRY[0])
+            workspace = cuda.device_array((q, nt), dtype=np.dtype(dtype))
+            fac = cuda.device_array(q)
+            cuda_reduction.reduce_tiled(Xd, Yd, ad, invd, want_top2, mean, dmin, lsum, i1, d1,
+                                        i2, d2, workspace=workspace, fac=fac, threads=THREADS,
+                                        geometry=TILE_GEOMETRY)
     m = mean.copy_to_host().astype(np.float64)
     if shift is not None:
         m += shift
@@ -113,8 +126,9 @@ def voronoi_pass(X, Y, tol):
     q = Y.shape[0]
     outs = [cuda.device_array(q, dtype=dt) for dt in
             (np.int64, np.float64, np.int64, np.float64, np.float64, np.float64, np.int64)]
-    cuda_voronoi.voronoi_pass(cuda.to_device(X), cuda.to_device(Y), tol, *outs,
-                              threads=THREADS)
+    with _launches():
+        cuda_voronoi.voronoi_pass(cuda.to_device(X), cuda.to_device(Y), tol, *outs,
+                                  threads=THREADS)
     return tuple(o.copy_to_host() for o in outs)
 
 
@@ -151,5 +165,6 @@ def integrate(X, args, n_save, q, d):
     outs += [cuda.device_array(q) for _ in range(3)]
     kernel = cuda_odeint.integrate_kernel(d)
     blocks = max(1, -(-q // THREADS))
-    kernel[blocks, THREADS](cuda.to_device(X), *dev_args, ys, *outs)
+    with _launches():
+        kernel[blocks, THREADS](cuda.to_device(X), *dev_args, ys, *outs)
     return (ys.copy_to_host(),) + tuple(o.copy_to_host() for o in outs)

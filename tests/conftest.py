@@ -18,6 +18,11 @@ settings.register_profile("thorough", deadline=None, max_examples=1000,
 settings.register_profile("derandomized", parent=settings.get_profile("ci"), derandomize=True)
 settings.load_profile(os.environ.get("SCOREDYN_HYPOTHESIS_PROFILE", "ci"))
 
+# Tests that do not name a backend test the CPU kernels, even where a GPU would make
+# "auto" pick it; the CUDA tests name backend="cuda".  SCOREDYN_BACKEND=cuda runs the
+# whole suite's fields and solves on the GPU instead.
+os.environ.setdefault("SCOREDYN_BACKEND", "numba")
+
 
 def _cuda_state():
     """(simulator on, real GPU usable)."""
