@@ -80,3 +80,13 @@ def relative_weight(dist, dmin, inv2s2):
     (sigma above ~1e154) gives 1 for every finite distance.
     """
     return exp_nonpos(softmax_exponent_cpu(dist, dmin, inv2s2))
+
+
+@njit(fastmath=FASTMATH_STRICT, cache=True, inline="always")
+def exp_any(x):
+    """``e^x`` for either sign from :func:`exp_nonpos` (``inf`` past 708; <= 2 ulp).
+
+    Vectorises where ``np.exp`` would be a scalar libm call.  Callers compile
+    with ``error_model="numpy"`` (``1 / 0 = inf`` instead of an exception).
+    """
+    return exp_nonpos(x) if x <= 0.0 else 1.0 / exp_nonpos(-x)

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from .config import FASTMATH, TILE_N
-from .mathfn import exp_nonpos
+from .mathfn import exp_any, exp_nonpos
 from .reduction import posterior_one
 from .scalar import (dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
                      pi_step_factor_cpu, reject_step_factor_cpu, tikhonov_shrink_cpu)
@@ -35,11 +35,11 @@ STATUS_RUNNING, STATUS_SUCCESS, STATUS_MAX_STEPS, STATUS_STEP_UNDERFLOW, STATUS_
     -9, 0, 1, 2, 3)
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model="numpy")
 def _rhs(XT, u, xc, s, reg_kind, reg_param, out, mean, dist, want_nearest):
     """out = -r (u - (D - x_c)); returns (nearest index, squared distance) if asked, else (-1, inf)."""
     d = XT.shape[0]
-    e2s = np.exp(2.0 * s)                 # inf past s ~ 354: handled by the kernel
+    e2s = exp_any(2.0 * s)                # inf past s ~ 354: handled by the kernel
     inv = 0.5 * e2s
     dmin, lsum, i1, d1, i2, d2 = posterior_one(XT, u, 1.0, xc, inv, want_nearest, mean, dist)
     r = 1.0

@@ -96,7 +96,8 @@ def resolve(backend=None, *, supported=("numpy", "numba", "cuda"),
     Parameters
     ----------
     backend : {"auto", "numpy", "numba", "cuda"} or None
-        None reads ``SCOREDYN_BACKEND`` (default "auto").
+        None reads ``SCOREDYN_BACKEND`` (default "auto"); a backend named there
+        that the caller cannot use for this request (not in ``auto``) means "auto".
     supported : tuple of str
         The concrete backends the caller offers.
     auto : tuple of str
@@ -118,6 +119,8 @@ def resolve(backend=None, *, supported=("numpy", "numba", "cuda"),
     if backend is None:
         backend = os.environ.get(ENV_VAR, "auto")
         source = f"the environment variable {ENV_VAR}"
+        if backend in BACKENDS and backend != "auto" and backend not in auto:
+            backend = "auto"     # a default preference, not a demand: it applies where it can
     if backend not in BACKENDS:
         raise ValueError(f"{source} must be one of {', '.join(repr(b) for b in BACKENDS)}; "
                          f"got {backend!r}.")

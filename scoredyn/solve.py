@@ -2,7 +2,9 @@
 
 Three backends, one result:
 
-* fused kernels — numba on the CPU (:mod:`scoredyn.kernels.odeint`) and
+* fused kernels — numba on the CPU (:mod:`scoredyn.kernels.odeint`, or
+  :mod:`scoredyn.kernels.odeint_lanes` with trajectories as SIMD lanes when
+  there are many and neither recentring nor ``delta`` is asked for) and
   numba-cuda on the GPU (:mod:`scoredyn.kernels.cuda_odeint`): for :class:`EmpiricalScore`
   (with or without Tikhonov / Empirical-Bayes regularization) and every
   one-step method in the registry; the whole time loop runs in the kernel,
@@ -23,8 +25,12 @@ from .backend import is_cupy, like, resolve, to_host
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 from .integrators import get_method
-from .kernels import odeint
+from .kernels import odeint, odeint_lanes
 from .regularization import EmpiricalBayes, Tikhonov
+
+#: the CPU backend advances trajectories as SIMD lanes (kernels.odeint_lanes) from
+#: this many on, unless recentring or V^delta tracking is asked for
+LANE_MIN_TRAJECTORIES = 2 * odeint_lanes.LANES
 
 STATUS_MESSAGES = {
     odeint.STATUS_SUCCESS: "The solver successfully reached the end of the integration interval.",
@@ -294,8 +300,12 @@ def _solve_fused(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps
         centre, n_steps, n_rej, nfev, status, nearest = (np.zeros(q, np.int64) for _ in range(6))
         near_d2, max_norm, bdist, entry, first_in = (np.empty(q) for _ in range(5))
         changes = np.zeros(q, np.int64)
-        odeint.integrate(prep.XT, *args, ys, y, u, centre, n_steps, n_rej, nfev, status,
-                         nearest, near_d2, max_norm, changes, bdist, entry, first_in)
+        if recentre or delta is not None or q < LANE_MIN_TRAJECTORIES:
+            odeint.integrate(prep.XT, *args, ys, y, u, centre, n_steps, n_rej, nfev, status,
+                             nearest, near_d2, max_norm, changes, bdist, entry, first_in)
+        else:   # trajectories as SIMD lanes: the same scheme, ~4x faster at small N
+            odeint_lanes.integrate_lanes(prep.XT, *args[:-3], ys, y, n_steps, n_rej, nfev,
+                                         status, nearest, near_d2, max_norm, changes, bdist)
     if recentre:
         # distance to the nearest site from the deviation (full relative precision)
         same = nearest == centre

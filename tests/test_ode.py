@@ -338,3 +338,68 @@ def test_failure_is_reported_not_raised():
                  h=0.1, max_steps=10)
     assert not r.success and np.all(r.status == 1)
     assert r.message[0] == "The number of steps exceeded `max_steps`."
+
+
+LANE_CASES = [dict(method="dopri5", rtol=1e-7, atol=1e-9), dict(method="rk4", h=0.1),
+              dict(method="etd1", h=0.1), dict(method="etdrk4", h=0.3), dict(method="etdrk2", h=0.2),
+              dict(method="heun", h=0.05), dict(method="euler", h=0.02)]
+
+
+def _per_trajectory(monkeypatch, *args, **kw):
+    """The same solve on the one-trajectory-per-thread kernel."""
+    import sys
+    solve_module = sys.modules["scoredyn.solve"]      # the attribute is the function
+    with monkeypatch.context() as m:
+        m.setattr(solve_module, "LANE_MIN_TRAJECTORIES", 10 ** 12)
+        return sd.solve(*args, **kw)
+
+
+@pytest.mark.parametrize("kw", LANE_CASES, ids=[c["method"] for c in LANE_CASES])
+def test_lane_kernel_matches_the_per_trajectory_kernel(monkeypatch, authors_problem, kw):
+    """SIMD-lane stepping is the same scheme: 300 trajectories (4 full lane sets and a partial
+    one), save times that split the span into segments of different step sizes (exponential
+    coefficients differ per segment), every diagnostic compared."""
+    field = authors_problem[0]
+    y0 = 1.5 * np.random.default_rng(3).standard_normal((300, 2))
+    opts = dict(save_at=[0.7, 2.0, 5.5], **kw)
+    a = sd.solve(field, y0, (0.0, 8.0), **opts)
+    b = _per_trajectory(monkeypatch, field, y0, (0.0, 8.0), **opts)
+    assert a.success and b.success
+    # adaptive steps follow the error norm (a difference of nearly equal stages), so the
+    # two kernels' step sizes, and then the states, agree to ~1e-9 of the O(1) states
+    tol = dict(rtol=1e-9, atol=1e-9) if kw["method"] == "dopri5" else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(a.y, b.y, **tol)
+    np.testing.assert_allclose(a.ys, b.ys, **tol)
+    for name in ("n_steps", "n_rejected", "nfev", "status", "nearest", "cell_changes"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_allclose(a.max_norm, b.max_norm, rtol=1e-9)
+    np.testing.assert_allclose(a.nearest_distance, b.nearest_distance, rtol=1e-9, atol=1e-13)
+    np.testing.assert_allclose(a.boundary_distance, b.boundary_distance, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reg", [sd.Tikhonov(1e-2), sd.EmpiricalBayes(0.05)],
+                         ids=["tikhonov", "empirical_bayes"])
+def test_lane_kernel_regularised(monkeypatch, authors_problem, reg):
+    data = authors_problem[0].data
+    field = sd.EmpiricalScore(data, regularization=reg)
+    y0 = np.random.default_rng(4).standard_normal((200, 2))
+    a = sd.solve(field, y0, (0.0, 10.0), method="dopri5", rtol=1e-8)
+    b = _per_trajectory(monkeypatch, field, y0, (0.0, 10.0), method="dopri5", rtol=1e-8)
+    np.testing.assert_allclose(a.y, b.y, rtol=1e-9, atol=1e-9)     # adaptive: see above
+    np.testing.assert_array_equal(a.n_steps, b.n_steps)
+
+
+def test_lane_kernel_failures_are_reported(monkeypatch, authors_problem):
+    field = authors_problem[0]
+    y0 = np.random.default_rng(5).standard_normal((150, 2))
+    a = sd.solve(field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
+    b = _per_trajectory(monkeypatch, field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
+    assert np.all(a.status == 1) and np.all(a.n_steps == 5)
+    # stopped mid-span at adaptive step starts, which agree to ~1e-9 (see above)
+    np.testing.assert_allclose(a.y, b.y, rtol=1e-8)
+    y0[::3] = 1e300                                       # Euler overflows from there
+    a = sd.solve(field, y0, (0.0, 2e10), method="euler", h=1e10)
+    b = _per_trajectory(monkeypatch, field, y0, (0.0, 2e10), method="euler", h=1e10)
+    assert np.all(a.status[::3] == 3) and np.all(np.isfinite(a.y))
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_array_equal(a.y, b.y)
