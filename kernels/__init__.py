@@ -14,6 +14,8 @@ gemm_tile   the per-tile update of the GEMM path (large d) with exact
             recomputation of the entries whose rounding error matters.
 moments     dense weights and the weighted covariance (Jacobian of D).
 odeint      the fused time loop of the log-time ODE (one trajectory per thread).
+odeint_lanes  the same loop with trajectories as SIMD lanes (many trajectories,
+            no recentring / V^delta tracking).
 voronoi     two nearest sites, boundary distance, gap, tied bisectors.
 knn         exact streaming k nearest neighbours.
 
