@@ -140,6 +140,30 @@ def lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_nea
             ok[b] = ok[b] * dmin[b] - lsum[b] * yk[b]
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _lane_coefficients(e, a, uniform, sg, h, ce, ca):
+    """``ce[b] = e[sg_b]`` and ``ca[j, b] = h_b a[sg_b, j]`` for every column j of ``a``.
+
+    ``e`` (m,) and ``a`` (m, k) hold a stage's (or the update's) coefficients per
+    segment; with one set (``uniform``) the loops over lanes have no gathers.
+    """
+    L = ce.shape[0]
+    if uniform:
+        e0 = e[0]
+        for b in range(L):
+            ce[b] = e0
+        for j in range(a.shape[1]):
+            aj = a[0, j]
+            caj = ca[j]
+            for b in range(L):
+                caj[b] = h[b] * aj
+    else:
+        for b in range(L):
+            ce[b] = e[sg[b]]
+            for j in range(a.shape[1]):
+                ca[j, b] = h[b] * a[sg[b], j]
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, Berr, P,
                     rtol, atol, h0, max_steps, reg_kind, reg_param, Ysave, Yout, n_steps,
@@ -281,20 +305,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                     G[0, k, b] += ell * u[k, b]
             for i in range(1, S):
                 # per-lane coefficients first, so that the combination below vectorises
-                if uniform:
-                    e0 = E[0, i]
-                    for b in range(L):
-                        ce[b] = e0
-                    for j in range(i):
-                        a = A[0, i, j]
-                        caj = ca[j]
-                        for b in range(L):
-                            caj[b] = h[b] * a
-                else:
-                    for b in range(L):
-                        ce[b] = E[sg[b], i]
-                        for j in range(i):
-                            ca[j, b] = h[b] * A[sg[b], i, j]
+                _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
                 for k in range(d):
                     uk = u[k]
                     yk = Ys[k]
@@ -312,19 +323,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                 for k in range(d):
                     for b in range(L):
                         G[i, k, b] += ell * Ys[k, b]
-            if uniform:
-                for b in range(L):
-                    ce[b] = Ef[0]
-                for i in range(S):
-                    a = B[0, i]
-                    cai = ca[i]
-                    for b in range(L):
-                        cai[b] = h[b] * a
-            else:
-                for b in range(L):
-                    ce[b] = Ef[sg[b]]
-                    for i in range(S):
-                        ca[i, b] = h[b] * B[sg[b], i]
+            _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
             for k in range(d):
                 uk = u[k]
                 nk = unew[k]
