@@ -32,6 +32,8 @@ error_ratio = _device(scalar.error_ratio)
 pi_step_factor = _device(scalar.pi_step_factor)
 reject_step_factor = _device(scalar.reject_step_factor)
 dense_weight = _device(scalar.dense_weight)
+lawson_growth = _device(scalar.lawson_growth)
+row_weights = _device(scalar.row_weights)
 
 
 if config.ENABLE_CUDASIM:

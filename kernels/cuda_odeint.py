@@ -19,8 +19,10 @@ import math
 
 from numba import cuda, float64
 
-from .cuda_device import (dense_weight, empirical_bayes_exponent, error_ratio, pi_step_factor,
-                          query_functions, reject_step_factor, tikhonov_shrink)
+from .cuda_device import (dense_weight, empirical_bayes_exponent, error_ratio, lawson_growth,
+                          pi_step_factor, query_functions, reject_step_factor, row_weights,
+                          tikhonov_shrink)
+from .scalar import LAWSON_MAX_STEP
 from .odeint import (REG_EMPIRICAL_BAYES, REG_TIKHONOV, STATUS_MAX_STEPS, STATUS_NONFINITE,
                      STATUS_RUNNING, STATUS_STEP_UNDERFLOW, STATUS_SUCCESS)
 
@@ -39,7 +41,7 @@ def integrate_kernel(D):
 def integrate_source(D):
     """The Python function of the fused integrator for dimension ``D``.
 
-    ``kernel(X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, Berr, P,
+    ``kernel(X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson, Berr, P,
     rtol, atol, h0, max_steps, reg_kind, reg_param, recentre, delta, s_star, Ysave, Yout,
     Uout, centre, n_steps, n_rejected, nfev, status, nearest, nearest_d2, max_norm,
     cell_changes, boundary_distance, entry_time, first_inside)`` — the arguments of
@@ -61,7 +63,7 @@ def integrate_source(D):
             out[k] = r * (mean[k] - u[k])
         return i1, d1
 
-    def kernel(X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, Berr, P,
+    def kernel(X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson, Berr, P,
                rtol, atol, h0, max_steps, reg_kind, reg_param, recentre, delta, s_star, Ysave,
                Yout, Uout, centre, n_steps, n_rejected, nfev, status, nearest, nearest_d2,
                max_norm, cell_changes, boundary_distance, entry_time, first_inside):
@@ -79,6 +81,9 @@ def integrate_source(D):
         mean = cuda.local.array(D, float64)
         f0 = cuda.local.array(D, float64)
         Gi = cuda.local.array(D, float64)
+        w = cuda.local.array(MAX_STAGES, float64)
+        growth = cuda.local.array(MAX_STAGES, float64)
+        bth = cuda.local.array(MAX_STAGES, float64)
         for k in range(D):
             u[k] = Y0[q, k]
             xc[k] = 0.0
@@ -136,6 +141,9 @@ def integrate_source(D):
                 break
             if adaptive:
                 h = min(h, s_end - s)
+                if lawson:
+                    h = min(h, LAWSON_MAX_STEP)
+                    lawson_growth(C, S, h, growth)
                 if h <= 1e-14 * max(1.0, abs(s)):
                     stat = STATUS_STEP_UNDERFLOW
                     break
@@ -147,20 +155,24 @@ def integrate_source(D):
             for k in range(D):
                 G[0, k] = f0[k] + ell * u[k]
             for i in range(1, S):
+                e0 = row_weights(A[sg, i], i, E[sg, i], C[i], h, lawson, growth, w)
                 for k in range(D):
-                    acc = E[sg, i] * u[k]
+                    acc = e0 * u[k]
                     for j in range(i):
-                        acc += h * A[sg, i, j] * G[j, k]
+                        acc += w[j] * G[j, k]
                     Ys[k] = acc
                 li1, ld1 = rhs(X, Ys, xc, s + C[i] * h, reg_kind, reg_param, Gi, mean,
                                adaptive and i == S - 1)
                 nf += 1
                 for k in range(D):
                     G[i, k] = Gi[k] + ell * Ys[k]
+                    if lawson:
+                        G[i, k] -= G[0, k]
+            e0 = row_weights(B[sg], S, Ef[sg], 1.0, h, lawson, growth, w)
             for k in range(D):
-                acc = Ef[sg] * u[k]
+                acc = e0 * u[k]
                 for i in range(S):
-                    acc += h * B[sg, i] * G[i, k]
+                    acc += w[i] * G[i, k]
                 unew[k] = acc
             finite = True
             for k in range(D):
@@ -171,12 +183,15 @@ def integrate_source(D):
                 break
             if adaptive:
                 # FSAL: the last stage was evaluated at unew
+                row_weights(Berr, S, 0.0, 1.0, h, lawson, growth, w)
+                if lawson:
+                    w[0] = 0.0          # G_0 does not enter the error (N_0 - N_0)
                 acc2 = 0.0
                 for k in range(D):
                     acc = 0.0
                     for i in range(S):
-                        acc += Berr[i] * G[i, k]
-                    v = error_ratio(h * acc, u[k], unew[k], rtol, atol)
+                        acc += w[i] * G[i, k]
+                    v = error_ratio(acc, u[k], unew[k], rtol, atol)
                     acc2 += v * v
                 en = math.sqrt(acc2 / D)
                 if en > 1.0:
@@ -188,18 +203,20 @@ def integrate_source(D):
                     slot = save_slot[next_grid]
                     if slot >= 0:
                         th = (grid[next_grid] - s) / h
+                        for i in range(S):
+                            bth[i] = dense_weight(th, P[i, 0], P[i, 1], P[i, 2], P[i, 3])
+                        e0 = row_weights(bth, S, 1.0, th, h, lawson, growth, w)
                         for k in range(D):
-                            acc = 0.0
+                            acc = e0 * u[k]
                             for i in range(S):
-                                acc += G[i, k] * dense_weight(th, P[i, 0], P[i, 1], P[i, 2],
-                                                              P[i, 3])
-                            Ysave[slot, q, k] = u[k] + h * acc + xc[k]
+                                acc += w[i] * G[i, k]
+                            Ysave[slot, q, k] = acc + xc[k]
                     next_grid += 1
                 s_new = s + h
                 fac, errold = pi_step_factor(en, errold)
                 h_next = h * fac
-                for k in range(D):
-                    f0[k] = G[S - 1, k]
+                for k in range(D):       # f at unew (G_{S-1} is N_{S-1} - N_0 in Lawson form)
+                    f0[k] = G[S - 1, k] + (G[0, k] if lawson else 0.0) - ell * unew[k]
                 i1, dd1 = li1, ld1
                 s = s_new
                 h = h_next

@@ -26,8 +26,9 @@ from numba import njit, prange
 from .config import FASTMATH, TILE_N
 from .mathfn import exp_any, exp_nonpos
 from .reduction import posterior_one
-from .scalar import (dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
-                     pi_step_factor_cpu, reject_step_factor_cpu, tikhonov_shrink_cpu)
+from .scalar import (LAWSON_MAX_STEP, dense_weight_cpu, empirical_bayes_exponent_cpu,
+                     error_ratio_cpu, lawson_growth_cpu, pi_step_factor_cpu,
+                     reject_step_factor_cpu, row_weights_cpu, tikhonov_shrink_cpu)
 from .voronoi import cell_margins
 
 REG_NONE, REG_TIKHONOV, REG_EMPIRICAL_BAYES = 0, 1, 2
@@ -63,7 +64,7 @@ def _rms_error(err, u, unew, rtol, atol):
 
 @njit(parallel=True, cache=True)
 def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
-              adaptive, Berr, P, rtol, atol, h0, max_steps, reg_kind, reg_param, recentre,
+              adaptive, lawson, Berr, P, rtol, atol, h0, max_steps, reg_kind, reg_param, recentre,
               delta, s_star, Ysave, Yout, Uout, centre, n_steps, n_rejected, nfev, status, nearest,
               nearest_d2, max_norm, cell_changes, boundary_distance, entry_time,
               first_inside):
@@ -88,6 +89,11 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
     adaptive : bool
         Embedded pair with error weights ``Berr`` (S,) and dense output ``P`` (S, 4)
         (first-same-as-last: stage S-1 is evaluated at the new state).
+    lawson : bool
+        Adaptive only: ``A[0], B[0], Berr, P`` are a classical tableau applied in
+        generalized Lawson form (``ell = 1``), its weights formed at every step
+        (:func:`scalar.row_weights`), ``G_j`` for ``j >= 1`` stored as
+        ``N_j - N_0``, and steps at most ``LAWSON_MAX_STEP``.
     rtol, atol, h0 : float
         Tolerances and the first step (adaptive).
     max_steps : int
@@ -136,6 +142,9 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
         mean = np.empty(d)
         dist = np.empty(TILE_N)
         f0 = np.empty(d)
+        w = np.empty(S)
+        growth = np.empty(S)
+        bth = np.empty(S)
         ymax = 0.0
         ncell = 0
         cell = -1
@@ -188,6 +197,9 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                 break
             if adaptive:
                 h = min(h, s_end - s)
+                if lawson:
+                    h = min(h, LAWSON_MAX_STEP)
+                    lawson_growth_cpu(C, S, h, growth)
                 if h <= 1e-14 * max(1.0, abs(s)):
                     stat = STATUS_STEP_UNDERFLOW
                     break
@@ -199,20 +211,24 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
             for k in range(d):
                 G[0, k] = f0[k] + ell * u[k]
             for i in range(1, S):
+                e0 = row_weights_cpu(A[sg, i], i, E[sg, i], C[i], h, lawson, growth, w)
                 for k in range(d):
-                    acc = E[sg, i] * u[k]
+                    acc = e0 * u[k]
                     for j in range(i):
-                        acc += h * A[sg, i, j] * G[j, k]
+                        acc += w[j] * G[j, k]
                     Ys[k] = acc
                 li1, ld1 = _rhs(XT, Ys, xc, s + C[i] * h, reg_kind, reg_param, G[i], mean, dist,
                                 adaptive and i == S - 1)
                 nf += 1
                 for k in range(d):
                     G[i, k] += ell * Ys[k]
+                    if lawson:
+                        G[i, k] -= G[0, k]
+            e0 = row_weights_cpu(B[sg], S, Ef[sg], 1.0, h, lawson, growth, w)
             for k in range(d):
-                acc = Ef[sg] * u[k]
+                acc = e0 * u[k]
                 for i in range(S):
-                    acc += h * B[sg, i] * G[i, k]
+                    acc += w[i] * G[i, k]
                 unew[k] = acc
             finite = True
             for k in range(d):
@@ -223,11 +239,14 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                 break
             if adaptive:
                 # FSAL: the last stage was evaluated at unew
+                row_weights_cpu(Berr, S, 0.0, 1.0, h, lawson, growth, w)
+                if lawson:
+                    w[0] = 0.0          # G_0 does not enter the error (N_0 - N_0)
                 for k in range(d):
                     acc = 0.0
                     for i in range(S):
-                        acc += Berr[i] * G[i, k]
-                    err[k] = h * acc
+                        acc += w[i] * G[i, k]
+                    err[k] = acc
                 en = _rms_error(err, u, unew, rtol, atol)
                 if en > 1.0:
                     nrej += 1
@@ -238,18 +257,20 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                     slot = save_slot[next_grid]
                     if slot >= 0:
                         th = (grid[next_grid] - s) / h
+                        for i in range(S):
+                            bth[i] = dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2], P[i, 3])
+                        e0 = row_weights_cpu(bth, S, 1.0, th, h, lawson, growth, w)
                         for k in range(d):
-                            acc = 0.0
+                            acc = e0 * u[k]
                             for i in range(S):
-                                acc += G[i, k] * dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2],
-                                                                  P[i, 3])
-                            Ysave[slot, q, k] = u[k] + h * acc + xc[k]
+                                acc += w[i] * G[i, k]
+                            Ysave[slot, q, k] = acc + xc[k]
                     next_grid += 1
                 s_new = s + h
                 fac, errold = pi_step_factor_cpu(en, errold)
                 h_next = h * fac
-                for k in range(d):
-                    f0[k] = G[S - 1, k]
+                for k in range(d):       # f at unew (G_{S-1} is N_{S-1} - N_0 in Lawson form)
+                    f0[k] = G[S - 1, k] + (G[0, k] if lawson else 0.0) - ell * unew[k]
                 i1, dd1 = li1, ld1
                 s = s_new
                 h = h_next

@@ -25,7 +25,7 @@ from .config import FASTMATH, TILE_N
 from .mathfn import exp_any, exp_nonpos
 from .odeint import (REG_EMPIRICAL_BAYES, REG_TIKHONOV, STATUS_MAX_STEPS, STATUS_NONFINITE,
                      STATUS_RUNNING, STATUS_STEP_UNDERFLOW, STATUS_SUCCESS, _rhs)
-from .scalar import (dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
+from .scalar import (LAWSON_MAX_STEP, dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
                      pi_step_factor_cpu, reject_step_factor_cpu, softmax_exponent_cpu,
                      tikhonov_shrink_cpu)
 from .voronoi import cell_margins
@@ -164,8 +164,28 @@ def _lane_coefficients(e, a, uniform, sg, h, ce, ca):
                 ca[j, b] = h[b] * a[sg[b], j]
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
+    """Generalized Lawson weights of a row for every lane (``scalar.row_weights``, vectorised).
+
+    ``ce[b] = decay[b] = e^{-c_row h_b}``, ``ca[0, b] = 1 - ce[b]`` and
+    ``ca[j, b] = h_b a_j ce[b] growth[j, b]`` for ``1 <= j < n``.
+    """
+    L = ce.shape[0]
+    for b in range(L):
+        ce[b] = decay[b]
+        ca[0, b] = 1.0 - ce[b]
+    for j in range(1, n):
+        aj = a[j]
+        caj = ca[j]
+        gj = growth[j]
+        for b in range(L):
+            caj[b] = h[b] * aj * ce[b] * gj[b]
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, Berr, P,
+def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson,
+                    Berr, P,
                     rtol, atol, h0, max_steps, reg_kind, reg_param, Ysave, Yout, n_steps,
                     n_rejected, nfev, status, nearest, nearest_d2, max_norm, cell_changes,
                     boundary_distance):
@@ -195,6 +215,8 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
         sl = np.zeros(L)
         ce = np.zeros(L)
         ca = np.zeros((S, L))
+        growth = np.ones((S, L))
+        decay = np.ones((S + 1, L))
         near = np.zeros(L, np.int64)
         neard = np.zeros(L)
         traj = np.full(L, -1, np.int64)
@@ -268,6 +290,8 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                             stat[b] = STATUS_MAX_STEPS
                         elif adaptive:
                             h[b] = min(h[b], s_end - s[b])
+                            if lawson:
+                                h[b] = min(h[b], LAWSON_MAX_STEP)
                             if h[b] <= 1e-14 * max(1.0, abs(s[b])):
                                 stat[b] = STATUS_STEP_UNDERFLOW
                             sg[b] = 0
@@ -303,9 +327,22 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
             for k in range(d):
                 for b in range(L):
                     G[0, k, b] += ell * u[k, b]
+            if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64), decay[S] = e^{-h}
+                for j in range(S + 1):
+                    cj = C[j] if j < S else 1.0
+                    ej = decay[j]
+                    for b in range(L):
+                        ej[b] = exp_nonpos(-cj * h[b])
+                    if j < S:
+                        gj = growth[j]
+                        for b in range(L):
+                            gj[b] = 1.0 / ej[b]
             for i in range(1, S):
                 # per-lane coefficients first, so that the combination below vectorises
-                _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
+                if lawson:
+                    _lane_lawson_coefficients(A[0, i], i, decay[i], h, growth, ce, ca)
+                else:
+                    _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
                 for k in range(d):
                     uk = u[k]
                     yk = Ys[k]
@@ -323,7 +360,13 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                 for k in range(d):
                     for b in range(L):
                         G[i, k, b] += ell * Ys[k, b]
-            _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
+                    if lawson:         # stored as N_i - N_0
+                        for b in range(L):
+                            G[i, k, b] -= G[0, k, b]
+            if lawson:                 # leaves ce = e^{-h}, used by the error below
+                _lane_lawson_coefficients(B[0], S, decay[S], h, growth, ce, ca)
+            else:
+                _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
             for k in range(d):
                 uk = u[k]
                 nk = unew[k]
@@ -350,8 +393,13 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                     acc2 = 0.0
                     for k in range(d):
                         e = 0.0
-                        for i in range(S):
-                            e += Berr[i] * G[i, k, b]
+                        if lawson:
+                            for i in range(1, S):
+                                e += Berr[i] * growth[i, b] * G[i, k, b]
+                            e *= ce[b]
+                        else:
+                            for i in range(S):
+                                e += Berr[i] * G[i, k, b]
                         v = error_ratio_cpu(h[b] * e, u[k, b], unew[k, b], rtol, atol)
                         acc2 += v * v
                     en = np.sqrt(acc2 / d)
@@ -366,18 +414,25 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                         slot = save_slot[nextg[b]]
                         if slot >= 0:
                             th = (grid[nextg[b]] - s[b]) / h[b]
+                            eth = exp_nonpos(-th * h[b]) if lawson else 1.0
                             for k in range(d):
                                 acc = 0.0
-                                for i in range(S):
+                                for i in range(1 if lawson else 0, S):
                                     acc += G[i, k, b] * dense_weight_cpu(th, P[i, 0], P[i, 1],
-                                                                         P[i, 2], P[i, 3])
-                                Ysave[slot, q, k] = u[k, b] + h[b] * acc
+                                                                         P[i, 2], P[i, 3]) * (
+                                        growth[i, b] if lawson else 1.0)
+                                if lawson:
+                                    Ysave[slot, q, k] = (eth * (u[k, b] + h[b] * acc)
+                                                         + (1.0 - eth) * G[0, k, b])
+                                else:
+                                    Ysave[slot, q, k] = u[k, b] + h[b] * acc
                         nextg[b] += 1
                     fac, errold[b] = pi_step_factor_cpu(en, errold[b])
                     s[b] += h[b]
                     h[b] *= fac
-                    for k in range(d):
-                        G[0, k, b] = G[S - 1, k, b]
+                    for k in range(d):   # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0)
+                        G[0, k, b] = (G[S - 1, k, b] + (G[0, k, b] if lawson else 0.0)
+                                      - ell * unew[k, b])
                         u[k, b] = unew[k, b]
                     i1[b] = near[b]
                     dd1[b] = neard[b]

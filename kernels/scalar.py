@@ -125,6 +125,52 @@ def dense_weight(th, p0, p1, p2, p3):
     return th * (p0 + th * (p1 + th * (p2 + th * p3)))
 
 
+#: largest step of an adaptive generalized Lawson method: e^{c_j h} stays far from overflow
+LAWSON_MAX_STEP = 64.0
+
+
+def lawson_growth(c, n, h, growth):
+    """``growth[j] = e^{c_j h}`` for ``j < n``: the generalized Lawson factors of a step.
+
+    The caller keeps ``h <= GeneralizedLawson.MAX_STEP`` so that they stay finite.
+    """
+    for j in range(n):
+        growth[j] = math.exp(c[j] * h)
+
+
+def row_weights(a, n, e_fixed, c_row, h, lawson, growth, w):
+    """Weights ``w[:n]`` of one row of a step, ``e u + sum_{j<n} w_j G_j``; returns ``e``.
+
+    Classical and exponential RK (``lawson`` false): ``w_j = h a_j``, ``e = e_fixed``.
+    Generalized Lawson, with ``G_0 = N_n`` and ``G_j = N_j - N_n`` (``j >= 1``):
+    ``e = e^{-c_row h}``, ``w_0 = 1 - e``, ``w_j = h a_j e^{-(c_row - c_j) h}``
+    (see ``scoredyn.integrators.GeneralizedLawson``).
+
+    Parameters
+    ----------
+    a : (>= n,) float64
+        The row (stage ``a_i.``, ``b``, ``b_err`` or dense ``b(theta)``).
+    n : int
+        Number of entries used.
+    e_fixed : float
+        The coefficient of ``u`` when not ``lawson``.
+    c_row : float
+        The row's node (``c_i``, 1 or ``theta``).
+    growth : (>= n,) float64
+        ``e^{c_j h}`` from :func:`lawson_growth` (read only if ``lawson``).
+    w : (>= n,) float64, out
+    """
+    if not lawson:
+        for j in range(n):
+            w[j] = h * a[j]
+        return e_fixed
+    e = math.exp(-c_row * h)
+    w[0] = 1.0 - e
+    for j in range(1, n):
+        w[j] = h * a[j] * e * growth[j]
+    return e
+
+
 def _cpu(fn):
     return njit(fastmath=FASTMATH_STRICT, inline="always")(fn)
 
@@ -138,3 +184,5 @@ error_ratio_cpu = _cpu(error_ratio)
 pi_step_factor_cpu = _cpu(pi_step_factor)
 reject_step_factor_cpu = _cpu(reject_step_factor)
 dense_weight_cpu = _cpu(dense_weight)
+lawson_growth_cpu = _cpu(lawson_growth)
+row_weights_cpu = _cpu(row_weights)

@@ -139,7 +139,7 @@ def integrate(X, args, n_save, q, d):
     ----------
     X : (N, d) float64 ndarray
     args : tuple
-        ``(Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, Berr, P, rtol,
+        ``(Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson, Berr, P, rtol,
         atol, h0, max_steps, reg_kind, reg_param, recentre, delta, s_star)``.
     n_save, q, d : int
 

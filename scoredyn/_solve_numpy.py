@@ -116,6 +116,37 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
     return y
 
 
+def _lawson_stages(rhs, meth, y, s, h, f0, nfev, idx):
+    """One generalized Lawson step of every trajectory in ``idx`` (see GeneralizedLawson).
+
+    Returns the new states, the error estimates, the stage values ``f`` (the
+    last one at the new state, FSAL) and ``combine(row, theta, rows, j)``: the
+    dense output of trajectory ``j`` of the subset ``rows`` at ``theta``.
+    """
+    c = meth.c
+    N0 = f0 + y                                       # N = f + y
+    dN = [np.zeros_like(y)]                           # N_j - N_0
+    K = [f0]
+
+    def row(a, c_row, hh, yy, n0, dn):
+        w, e = meth.row_weights(a, c_row, hh)
+        return (e[:, None] * yy + (1.0 - e[:, None]) * n0
+                + sum(w[:, j, None] * dn[j] for j in range(1, len(dn))))
+    for st in range(1, c.size):
+        Y = row(np.where(np.arange(c.size) < st, meth.A[st], 0.0), c[st], h, y, N0, dN)
+        K.append(rhs(Y, s + c[st] * h))
+        dN.append(K[-1] + Y - N0)
+        nfev[idx] += 1
+    ynew = row(meth.b, 1.0, h, y, N0, dN)
+    w, _ = meth.row_weights(meth.b_err, 1.0, h)
+    err = sum(w[:, j, None] * dN[j] for j in range(1, c.size))
+
+    def combine(bth, th, rows, j):
+        sel = [v[rows][j:j + 1] for v in dN]
+        return row(bth, th, h[rows][j:j + 1], y[rows][j:j + 1], N0[rows][j:j + 1], sel)[0]
+    return ynew, err, K, combine
+
+
 def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps, n_rej,
               nfev, status, max_norm):
     A, b, c, _, _, _ = meth.coefficients(None)
@@ -151,13 +182,17 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             idx, yi, si, hi = idx[keep], yi[keep], si[keep], hi[keep]
             if idx.size == 0:
                 continue
-        K = [f0[idx]]
-        for st in range(1, c.size):
-            Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
-            K.append(rhs(Y, si + c[st] * hi))
-            nfev[idx] += 1
-        ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
-        err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
+        if meth.lawson:
+            hi = np.minimum(hi, meth.MAX_STEP)
+            ynew, err, K, combine = _lawson_stages(rhs, meth, yi, si, hi, f0[idx], nfev, idx)
+        else:
+            K = [f0[idx]]
+            for st in range(1, c.size):
+                Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
+                K.append(rhs(Y, si + c[st] * hi))
+                nfev[idx] += 1
+            ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
+            err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
         en = _rms(err, yi, ynew, rtol, atol)
         en = np.where(np.all(np.isfinite(ynew), axis=1), en, np.inf)
         acc = en <= 1.0
@@ -177,7 +212,11 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
                         if P is not None:
                             th = (grid[nxt[qq]] - sa[jj]) / ha[jj]
                             w = P @ (th ** np.arange(1, 5))
-                            ys[sl, qq] = ya[jj] + ha[jj] * sum(w[st] * Ka[st][jj] for st in range(c.size))
+                            if meth.lawson:
+                                ys[sl, qq] = combine(w, th, acc, jj)
+                            else:
+                                ys[sl, qq] = ya[jj] + ha[jj] * sum(w[st] * Ka[st][jj]
+                                                                   for st in range(c.size))
                         else:
                             ys[sl, qq] = yn[jj]
                     nxt[qq] += 1

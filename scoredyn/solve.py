@@ -180,6 +180,11 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
         Increasing log-time span.
     method : str or Integrator subclass
         A name in :data:`scoredyn.integrators.METHODS` (message lists them).
+        ``"gl-dopri5"`` reaches a given final error with about a third of
+        ``"dopri5"``'s steps on this dynamics (it is exact once ``D`` is
+        constant); its late steps are long (up to 64 in ``s``), so the
+        diagnostics sampled at step starts (``max_norm``, ``cell_changes``,
+        ``entry_time``) are sampled more sparsely there.
     h : float
         Fixed-step methods: the largest step (each segment between save times
         takes equal steps <= h).  Adaptive methods: the first step (optional).
@@ -286,7 +291,7 @@ def _solve_fused(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps
     args = (y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
             np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
             np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
-            bool(meth.adaptive), berr, np.ascontiguousarray(P, float), float(rtol), float(atol),
+            bool(meth.adaptive), bool(meth.adaptive and meth.lawson), berr, np.ascontiguousarray(P, float), float(rtol), float(atol),
             float(h0), int(max_steps), kind, float(param), bool(recentre),
             float(delta) if delta is not None else 0.0,
             float(s_star) if s_star is not None else np.inf)

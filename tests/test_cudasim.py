@@ -161,7 +161,8 @@ def test_voronoi_strata_on_the_square():
 
 # -- the fused integrator ------------------------------------------------------------------
 
-METHODS = [dict(method="dopri5", rtol=1e-5, atol=1e-8), dict(method="etd1", h=0.2),
+METHODS = [dict(method="dopri5", rtol=1e-5, atol=1e-8),
+           dict(method="gl-dopri5", rtol=1e-5, atol=1e-8), dict(method="etd1", h=0.2),
            dict(method="rk4", h=0.25), dict(method="etdrk4", h=0.4), dict(method="heun", h=0.2)]
 
 

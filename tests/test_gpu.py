@@ -51,8 +51,9 @@ def test_float32_reduction_large_d():
 
 
 @pytest.mark.parametrize("kw", [dict(method="dopri5", rtol=1e-8, atol=1e-10),
+                                dict(method="gl-dopri5", rtol=1e-7, atol=1e-9),
                                 dict(method="etd1", h=0.01), dict(method="rk4", h=0.05)],
-                         ids=["dopri5", "etd1", "rk4"])
+                         ids=["dopri5", "gl-dopri5", "etd1", "rk4"])
 def test_fused_integrator_matches_cpu(kw):
     rng = np.random.default_rng(8)
     X = rng.standard_normal((200, 2))
