@@ -19,10 +19,10 @@ import math
 
 from numba import cuda, float64
 
-from .cuda_device import (dense_weight, empirical_bayes_exponent, error_ratio, lawson_growth,
-                          pi_step_factor, query_functions, reject_step_factor, row_weights,
-                          tikhonov_shrink)
-from .scalar import LAWSON_MAX_STEP
+from .cuda_device import (accept_step_exponent, dense_weight, empirical_bayes_exponent,
+                          error_ratio, lawson_growth, next_log_errold, query_functions,
+                          reject_step_exponent, row_weights, tikhonov_shrink)
+from .scalar import LAWSON_MAX_STEP, LOG_ERROLD_START
 from .odeint import (REG_EMPIRICAL_BAYES, REG_TIKHONOV, STATUS_MAX_STEPS, STATUS_NONFINITE,
                      STATUS_RUNNING, STATUS_STEP_UNDERFLOW, STATUS_SUCCESS)
 
@@ -104,7 +104,7 @@ def integrate_source(D):
         i1, dd1 = rhs(X, u, xc, s, reg_kind, reg_param, f0, mean, True)
         nf += 1
         h = h0
-        errold = 1e-4
+        lerrold = LOG_ERROLD_START
         li1 = i1
         ld1 = dd1
         seg = 0
@@ -196,7 +196,7 @@ def integrate_source(D):
                 en = math.sqrt(acc2 / D)
                 if en > 1.0:
                     nrej += 1
-                    h *= reject_step_factor(en)
+                    h *= math.exp(reject_step_exponent(math.log(en)))
                     continue
                 # dense output for save times inside (s, s + h]
                 while next_grid <= nseg and grid[next_grid] <= s + h:
@@ -213,7 +213,9 @@ def integrate_source(D):
                             Ysave[slot, q, k] = acc + xc[k]
                     next_grid += 1
                 s_new = s + h
-                fac, errold = pi_step_factor(en, errold)
+                len_ = math.log(en)
+                fac = math.exp(accept_step_exponent(len_, lerrold))
+                lerrold = next_log_errold(len_)
                 h_next = h * fac
                 for k in range(D):       # f at unew (G_{S-1} is N_{S-1} - N_0 in Lawson form)
                     f0[k] = G[S - 1, k] + (G[0, k] if lawson else 0.0) - ell * unew[k]

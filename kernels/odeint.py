@@ -24,11 +24,12 @@ import numpy as np
 from numba import njit, prange
 
 from .config import FASTMATH, TILE_N
-from .mathfn import exp_any, exp_nonpos
+from .mathfn import exp_any, exp_nonpos, log_pos
 from .reduction import posterior_one
-from .scalar import (LAWSON_MAX_STEP, dense_weight_cpu, empirical_bayes_exponent_cpu,
-                     error_ratio_cpu, lawson_growth_cpu, pi_step_factor_cpu,
-                     reject_step_factor_cpu, row_weights_cpu, tikhonov_shrink_cpu)
+from .scalar import (LAWSON_MAX_STEP, LOG_ERROLD_START, accept_step_exponent_cpu,
+                     dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
+                     lawson_growth_cpu, next_log_errold_cpu, reject_step_exponent_cpu,
+                     row_weights_cpu, tikhonov_shrink_cpu)
 from .voronoi import cell_margins
 
 REG_NONE, REG_TIKHONOV, REG_EMPIRICAL_BAYES = 0, 1, 2
@@ -160,7 +161,7 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
         i1, dd1 = _rhs(XT, u, xc, s, reg_kind, reg_param, f0, mean, dist, True)
         nf += 1
         h = h0
-        errold = 1e-4
+        lerrold = LOG_ERROLD_START
         li1 = i1
         ld1 = dd1
         seg = 0
@@ -250,7 +251,7 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                 en = _rms_error(err, u, unew, rtol, atol)
                 if en > 1.0:
                     nrej += 1
-                    h *= reject_step_factor_cpu(en)
+                    h *= exp_any(reject_step_exponent_cpu(log_pos(en)))
                     continue
                 # dense output for save times inside (s, s + h]
                 while next_grid <= nseg and grid[next_grid] <= s + h:
@@ -267,7 +268,9 @@ def integrate(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell,
                             Ysave[slot, q, k] = acc + xc[k]
                     next_grid += 1
                 s_new = s + h
-                fac, errold = pi_step_factor_cpu(en, errold)
+                len_ = log_pos(en)
+                fac = exp_any(accept_step_exponent_cpu(len_, lerrold))
+                lerrold = next_log_errold_cpu(len_)
                 h_next = h * fac
                 for k in range(d):       # f at unew (G_{S-1} is N_{S-1} - N_0 in Lawson form)
                     f0[k] = G[S - 1, k] + (G[0, k] if lawson else 0.0) - ell * unew[k]

@@ -22,11 +22,12 @@ import numpy as np
 from numba import njit, prange
 
 from .config import FASTMATH, TILE_N
-from .mathfn import exp_any, exp_nonpos
+from .mathfn import exp_any, exp_nonpos, log_pos
 from .odeint import (REG_EMPIRICAL_BAYES, REG_TIKHONOV, STATUS_MAX_STEPS, STATUS_NONFINITE,
                      STATUS_RUNNING, STATUS_STEP_UNDERFLOW, STATUS_SUCCESS, _rhs)
-from .scalar import (LAWSON_MAX_STEP, dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
-                     pi_step_factor_cpu, reject_step_factor_cpu, softmax_exponent_cpu,
+from .scalar import (LAWSON_MAX_STEP, LOG_ERROLD_START, accept_step_exponent_cpu,
+                     dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
+                     next_log_errold_cpu, reject_step_exponent_cpu, softmax_exponent_cpu,
                      tikhonov_shrink_cpu)
 from .voronoi import cell_margins
 
@@ -222,7 +223,14 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
         traj = np.full(L, -1, np.int64)
         s = np.zeros(L)
         h = np.zeros(L)
-        errold = np.zeros(L)
+        lerrold = np.zeros(L)
+        lerr_next = np.zeros(L)
+        en = np.zeros(L)
+        acc2 = np.zeros(L)
+        ebuf = np.zeros(L)
+        escale = np.zeros(L)
+        fac_acc = np.ones(L)
+        fac_rej = np.ones(L)
         nst = np.zeros(L, np.int64)
         nrej = np.zeros(L, np.int64)
         nf = np.zeros(L, np.int64)
@@ -266,7 +274,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                             G[0, k, b] = f0[k]
                         nf[b] = 1
                         h[b] = h0
-                        errold[b] = 1e-4
+                        lerrold[b] = LOG_ERROLD_START
                         nst[b] = 0
                         nrej[b] = 0
                         seg[b] = 0
@@ -377,6 +385,37 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                     cai = ca[i]
                     for b in range(L):
                         nk[b] += cai[b] * gik[b]
+            if adaptive:
+                # error norms and both step factors of every lane, vectorised (the powers as
+                # exp of logs); lanes that are idle or not finite are handled below
+                i0 = 1 if lawson else 0     # Lawson: G_0 = N_0 does not enter the error
+                for b in range(L):
+                    acc2[b] = 0.0
+                    escale[b] = h[b] * ce[b] if lawson else h[b]    # ce = e^{-h} (Lawson)
+                for k in range(d):
+                    for b in range(L):
+                        ebuf[b] = 0.0
+                    for i in range(i0, S):
+                        gik = G[i, k]
+                        bi = Berr[i]
+                        if lawson:
+                            gri = growth[i]
+                            for b in range(L):
+                                ebuf[b] += bi * gri[b] * gik[b]
+                        else:
+                            for b in range(L):
+                                ebuf[b] += bi * gik[b]
+                    uk = u[k]
+                    nk = unew[k]
+                    for b in range(L):
+                        v = error_ratio_cpu(escale[b] * ebuf[b], uk[b], nk[b], rtol, atol)
+                        acc2[b] += v * v
+                for b in range(L):
+                    en[b] = np.sqrt(acc2[b] / d)
+                    len_ = log_pos(en[b])
+                    fac_acc[b] = exp_any(accept_step_exponent_cpu(len_, lerrold[b]))
+                    fac_rej[b] = exp_nonpos(reject_step_exponent_cpu(len_))
+                    lerr_next[b] = next_log_errold_cpu(len_)
             # -- per lane: accept or reject, save, advance
             for b in range(L):
                 if traj[b] < 0:
@@ -390,22 +429,9 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                     stat[b] = STATUS_NONFINITE
                     continue
                 if adaptive:
-                    acc2 = 0.0
-                    for k in range(d):
-                        e = 0.0
-                        if lawson:
-                            for i in range(1, S):
-                                e += Berr[i] * growth[i, b] * G[i, k, b]
-                            e *= ce[b]
-                        else:
-                            for i in range(S):
-                                e += Berr[i] * G[i, k, b]
-                        v = error_ratio_cpu(h[b] * e, u[k, b], unew[k, b], rtol, atol)
-                        acc2 += v * v
-                    en = np.sqrt(acc2 / d)
-                    if en > 1.0:
+                    if en[b] > 1.0:
                         nrej[b] += 1
-                        h[b] *= reject_step_factor_cpu(en)
+                        h[b] *= fac_rej[b]
                         for k in range(d):
                             G[0, k, b] -= ell * u[k, b]
                         continue
@@ -427,9 +453,9 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                                 else:
                                     Ysave[slot, q, k] = u[k, b] + h[b] * acc
                         nextg[b] += 1
-                    fac, errold[b] = pi_step_factor_cpu(en, errold[b])
+                    lerrold[b] = lerr_next[b]
                     s[b] += h[b]
-                    h[b] *= fac
+                    h[b] *= fac_acc[b]
                     for k in range(d):   # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0)
                         G[0, k, b] = (G[S - 1, k, b] + (G[0, k, b] if lawson else 0.0)
                                       - ell * unew[k, b])

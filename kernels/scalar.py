@@ -94,30 +94,39 @@ def error_ratio(err, a, b, rtol, atol):
     return err / (atol + rtol * max(abs(a), abs(b)))
 
 
-def pi_step_factor(en, errold):
-    """PI step-size controller (Hairer-Wanner, order 5: beta = 0.04, alpha = 0.17).
+# PI step-size controller (Hairer-Wanner, order 5): factor 0.9 en^-0.17 errold^0.04 in
+# [0.2, 5] after an accepted step, 0.9 en^-0.2 (at least 0.2) after a rejected one.  Written
+# in logs so that each target forms the powers with its own (CPU: vectorised) log and exp.
+_LOG_SAFETY = math.log(0.9)
+_LOG_FAC_MIN = math.log(0.2)
+_LOG_FAC_MAX = math.log(5.0)
+_LOG_EN_FLOOR = math.log(1e-10)
+#: log of the previous-error norm at the first step (errold = 1e-4)
+LOG_ERROLD_START = math.log(1e-4)
+
+
+def accept_step_exponent(log_en, log_errold):
+    """log of the step factor after an accepted step, ``0.9 en^-0.17 errold^0.04`` in [0.2, 5].
 
     Parameters
     ----------
-    en : float
-        RMS error norm of the accepted step (<= 1).
-    errold : float
-        Norm of the previous accepted step (1e-4 at the start).
-
-    Returns
-    -------
-    factor : float
-        New step / old step, clipped to [0.2, 5].
-    errold : float
-        The value to pass at the next accepted step.
+    log_en : float
+        log of the RMS error norm of the step (``en <= 1``; ``en`` is floored at 1e-10).
+    log_errold : float
+        log of the previous accepted step's norm (``LOG_ERROLD_START`` at the start).
     """
-    fac = 0.9 * max(en, 1e-10) ** -0.17 * errold ** 0.04
-    return min(5.0, max(0.2, fac)), max(en, 1e-4)
+    x = _LOG_SAFETY - 0.17 * max(log_en, _LOG_EN_FLOOR) + 0.04 * log_errold
+    return min(_LOG_FAC_MAX, max(_LOG_FAC_MIN, x))
 
 
-def reject_step_factor(en):
-    """Step-size factor after a rejected step (error norm ``en > 1``)."""
-    return max(0.2, 0.9 * en ** -0.2)
+def next_log_errold(log_en):
+    """``log max(en, 1e-4)``: the ``log_errold`` of the next accepted step."""
+    return max(log_en, LOG_ERROLD_START)
+
+
+def reject_step_exponent(log_en):
+    """log of the step factor after a rejected step (``en > 1``): ``0.9 en^-0.2``, at least 0.2."""
+    return max(_LOG_FAC_MIN, _LOG_SAFETY - 0.2 * log_en)
 
 
 def dense_weight(th, p0, p1, p2, p3):
@@ -181,8 +190,9 @@ bisector_margins_cpu = _cpu(bisector_margins)
 tikhonov_shrink_cpu = _cpu(tikhonov_shrink)
 empirical_bayes_exponent_cpu = _cpu(empirical_bayes_exponent)
 error_ratio_cpu = _cpu(error_ratio)
-pi_step_factor_cpu = _cpu(pi_step_factor)
-reject_step_factor_cpu = _cpu(reject_step_factor)
+accept_step_exponent_cpu = _cpu(accept_step_exponent)
+next_log_errold_cpu = _cpu(next_log_errold)
+reject_step_exponent_cpu = _cpu(reject_step_exponent)
 dense_weight_cpu = _cpu(dense_weight)
 lawson_growth_cpu = _cpu(lawson_growth)
 row_weights_cpu = _cpu(row_weights)

@@ -397,8 +397,18 @@ def test_lane_kernel_regularised(monkeypatch, authors_problem, reg, method):
     y0 = np.random.default_rng(4).standard_normal((200, 2))
     a = sd.solve(field, y0, (0.0, 10.0), method=method, rtol=1e-8)
     b = _per_trajectory(monkeypatch, field, y0, (0.0, 10.0), method=method, rtol=1e-8)
-    np.testing.assert_allclose(a.y, b.y, rtol=1e-9, atol=1e-9)     # adaptive: see above
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
+    np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
+    # adaptive: step sizes follow the error norm, a difference of nearly equal stages, so
+    # the kernels' rounding (two-pass vs online softmax) moves them; Empirical Bayes' factor
+    # has a kink in s (min(0, .)) where the controller rejects again and again, which
+    # amplifies that.  The kernels must agree far better than either agrees with the
+    # solution: within 1% of each trajectory's own error (truth: dopri5 at rtol 1e-13),
+    # or 1e-9.  (Measured: at most 0.5% of it, 2e-9 against 1.7e-6, EB with gl-dopri5.)
+    truth = sd.solve(field, y0, (0.0, 10.0), method="dopri5", rtol=1e-13, atol=1e-15).y
+    gap = np.max(np.abs(a.y - b.y), axis=1)
+    own = np.max(np.abs(b.y - truth), axis=1)
+    assert np.all(gap <= np.maximum(1e-9, 0.01 * own)), (gap.max(), own[np.argmax(gap)])
 
 
 def test_lane_kernel_failures_are_reported(monkeypatch, authors_problem):
