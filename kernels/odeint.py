@@ -14,7 +14,9 @@ Every method is written in one explicit form (classical RK: ``ell = 0``,
 Fixed-step methods take ``n_k`` equal steps in each segment between
 consecutive grid points (so saved states land exactly); the adaptive
 Dormand-Prince 5(4) pair controls the step per trajectory with a PI
-controller and saves through its 4th-order dense output.
+controller and saves through its 4th-order dense output.  In generalized
+Lawson form (``lawson``) the same pair's weights depend on the step and are
+formed at every step (``scalar.row_weights``).
 
 Recentring: the state is the deviation ``u = y - x_c`` from the current
 nearest site ``x_c`` (re-chosen at the start of each step), so ``|u| ~ e^{-s}``

@@ -272,7 +272,7 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
         yb = gen.standard_normal((qb, d))
         fb = EmpiricalScore(datab, backend="numba")
         finals = {}
-        for method, kw in (("gl-dopri5", {"rtol": 1e-7, "atol": 1e-9}),
+        for method, kw in (("gl-dopri5", {"rtol": 1e-8, "atol": 1e-10}),
                            ("dopri5", {"rtol": 1e-8, "atol": 1e-10}), ("etd1", {"h": 0.01})):
             t0 = time.perf_counter()
             r = solve(fb, yb, (0.0, s1), method=method, **kw)
@@ -280,12 +280,18 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
             rows.append({"method": f"scoredyn {method} Q={qb} N={nb}", "seconds": t,
                          "max_error": None, "setting": str(kw),
                          "mean_steps": float(r.n_steps.mean())})
-            finals[method] = r.y
+            finals[method] = r
             echo(f"scoredyn {method} Q={qb}, N={nb}, d={d}: {t:.2f} s "
                  f"(mean {r.n_steps.mean():.0f} steps, {r.nfev.sum() / t / 1e6:.2f} M rhs/s)")
+        # trajectories that pass within the tolerance of a basin boundary may end at another
+        # data point (the theorem's boundary limit points); counted apart from the rest
+        base = finals["dopri5"]
         for method in ("gl-dopri5", "etd1"):
-            gap = float(np.max(np.abs(finals[method] - finals["dopri5"])))
-            rows.append({"method": f"max |{method} - dopri5| Q={qb} N={nb}", "seconds": None,
-                         "max_error": gap, "setting": ""})
-            echo(f"# largest final difference {method} - dopri5 (rtol 1e-8): {gap:.1e}")
+            other = finals[method]
+            same = other.nearest == base.nearest
+            gap = float(np.max(np.abs(other.y[same] - base.y[same]), initial=0.0))
+            rows.append({"method": f"{method} vs dopri5 Q={qb} N={nb}", "seconds": None,
+                         "max_error": gap, "setting": "", "other_endpoint": int(np.sum(~same))})
+            echo(f"# {method} vs dopri5 (rtol 1e-8): {int(np.sum(~same))} of {qb} end at another "
+                 f"data point; the rest differ by <= {gap:.1e}")
     return rows

@@ -295,7 +295,7 @@ def test_gpu_benchmark_runs(simulator):
     """The pieces of ``scoredyn bench gpu`` that the simulator can run, at toy sizes."""
     from scoredyn import bench_gpu
     rows = bench_gpu.ode_benchmark((6, 5, 2, 0.1), cpu_trajectories=6, echo=lambda s: None)
-    assert [r["method"] for r in rows] == ["etd1", "dopri5"]
+    assert [r["method"] for r in rows] == ["etd1", "dopri5", "gl-dopri5"]
     assert all(r["success"] and r["max_gpu_cpu_difference"] < 1e-12 for r in rows)
     rng = np.random.default_rng(60)
     for dtype in ("float64", "float32"):
