@@ -136,4 +136,5 @@ def exp_any(x):
     Vectorises where ``np.exp`` would be a scalar libm call.  Callers compile
     with ``error_model="numpy"`` (``1 / 0 = inf`` instead of an exception).
     """
-    return exp_nonpos(x) if x <= 0.0 else 1.0 / exp_nonpos(-x)
+    e = exp_nonpos(-abs(x))     # one exp: vectorised, both branches would be evaluated
+    return e if x <= 0.0 else 1.0 / e
