@@ -167,6 +167,21 @@ def _lane_coefficients(e, a, uniform, sg, h, ce, ca):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def _lane_row(u, G, n, ce, ca, out):
+    """``out[k, b] = ce[b] u[k, b] + sum_{j<n} ca[j, b] G[j, k, b]``: a stage or the update."""
+    for k in range(u.shape[0]):
+        uk = u[k]
+        ok = out[k]
+        for b in range(uk.shape[0]):
+            ok[b] = ce[b] * uk[b]
+        for j in range(n):
+            gjk = G[j, k]
+            caj = ca[j]
+            for b in range(uk.shape[0]):
+                ok[b] += caj[b] * gjk[b]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
     """Generalized Lawson weights of a row for every lane (``scalar.row_weights``, vectorised).
 
@@ -352,16 +367,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                     _lane_lawson_coefficients(A[0, i], i, decay[i], h, growth, ce, ca)
                 else:
                     _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
-                for k in range(d):
-                    uk = u[k]
-                    yk = Ys[k]
-                    for b in range(L):
-                        yk[b] = ce[b] * uk[b]
-                    for j in range(i):
-                        gjk = G[j, k]
-                        caj = ca[j]
-                        for b in range(L):
-                            yk[b] += caj[b] * gjk[b]
+                _lane_row(u, G, i, ce, ca, Ys)
                 for b in range(L):
                     sl[b] = s[b] + C[i] * h[b]
                 lane_rhs(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum,
@@ -376,16 +382,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                 _lane_lawson_coefficients(B[0], S, decay[S], h, growth, ce, ca)
             else:
                 _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
-            for k in range(d):
-                uk = u[k]
-                nk = unew[k]
-                for b in range(L):
-                    nk[b] = ce[b] * uk[b]
-                for i in range(S):
-                    gik = G[i, k]
-                    cai = ca[i]
-                    for b in range(L):
-                        nk[b] += cai[b] * gik[b]
+            _lane_row(u, G, S, ce, ca, unew)
             if adaptive:
                 # error norms and both step factors of every lane, vectorised (the powers as
                 # exp of logs); lanes that are idle or not finite are handled below
