@@ -8,8 +8,9 @@ trajectories in lockstep by *stage* — each lane with its own time, step
 size, acceptance and status — and the states are stored lane-contiguous
 (``(d, LANES)``), so every loop over the data has a long, vectorisable inner
 loop over lanes (~40 ns per evaluation at N = 20, error norms and step
-factors included; the controller's powers are vectorised exp/log).  A lane whose trajectory
-ends takes the next one of its thread's chunk at once, so lanes do not idle.
+factors included; the controller's powers are vectorised exp/log).  A lane
+whose trajectory ends takes the next one of its thread's chunk at once, so
+lanes do not idle.
 
 The scheme per lane is exactly ``odeint.integrate``'s (same RK form, PI
 controller, dense output, equal steps per save segment, statuses and
@@ -202,8 +203,7 @@ def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson,
-                    Berr, P,
-                    rtol, atol, h0, max_steps, reg_kind, reg_param, Ysave, Yout, n_steps,
+                    Berr, P, rtol, atol, h0, max_steps, reg_kind, reg_param, Ysave, Yout, n_steps,
                     n_rejected, nfev, status, nearest, nearest_d2, max_norm, cell_changes,
                     boundary_distance):
     """``odeint.integrate`` without recentring or ``V^delta`` tracking, LANES at a time.
@@ -261,6 +261,7 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
         dd1 = np.zeros(L)
         stat = np.zeros(L, np.int64)
         tmp = np.empty(d)
+        bth = np.empty(S)
         f0 = np.empty(d)
         mean = np.empty(d)
         zero = np.zeros(d)
@@ -351,7 +352,8 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
             for k in range(d):
                 for b in range(L):
                     G[0, k, b] += ell * u[k, b]
-            if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64), decay[S] = e^{-h}
+            if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64),
+                           # decay[S] = e^{-h}
                 for j in range(S + 1):
                     cj = C[j] if j < S else 1.0
                     ej = decay[j]
@@ -438,13 +440,15 @@ def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, ada
                         slot = save_slot[nextg[b]]
                         if slot >= 0:
                             th = (grid[nextg[b]] - s[b]) / h[b]
+                            for i in range(S):     # Lawson: w(theta) weights, G_0 apart
+                                bth[i] = dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2], P[i, 3])
+                                if lawson:
+                                    bth[i] = 0.0 if i == 0 else bth[i] * growth[i, b]
                             eth = exp_nonpos(-th * h[b]) if lawson else 1.0
                             for k in range(d):
                                 acc = 0.0
-                                for i in range(1 if lawson else 0, S):
-                                    acc += G[i, k, b] * dense_weight_cpu(th, P[i, 0], P[i, 1],
-                                                                         P[i, 2], P[i, 3]) * (
-                                        growth[i, b] if lawson else 1.0)
+                                for i in range(S):
+                                    acc += bth[i] * G[i, k, b]
                                 if lawson:
                                     Ysave[slot, q, k] = (eth * (u[k, b] + h[b] * acc)
                                                          + (1.0 - eth) * G[0, k, b])

@@ -245,8 +245,8 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
             return solve(field, y0, (0.0, s1), method=method, **kw).y
         solve(field, y0[:200], (0.0, s1), method=method,
               **({"rtol": 1e-6} if kind == "rtol" else {"h": 0.1}))     # compile
-        t, err, setting = search(run, 1e-6 if kind == "rtol" else 0.1,
-                                 (lambda v: v / np.sqrt(10.0)) if kind == "rtol" else (lambda v: v / 2))
+        tighten = (lambda v: v / np.sqrt(10.0)) if kind == "rtol" else (lambda v: v / 2)
+        t, err, setting = search(run, 1e-6 if kind == "rtol" else 0.1, tighten)
         report(f"scoredyn {method} (numba)", t, err, f"{kind}={setting:.3g}")
     for method in ("RK45", "DOP853"):
         def run(rtol, method=method):

@@ -222,7 +222,8 @@ class GeneralizedLawson(ExplicitRK):
     integrating factor methods"; Hochbruck & Ostermann 2010, §2.5).  Back in
     ``y``, with ``Delta_j = N_j - N_n``::
 
-        Y_i   = e^{-c_i h} y_n + (1 - e^{-c_i h}) N_n + h sum_{1<=j<i} a_ij e^{-(c_i - c_j) h} Delta_j
+        Y_i   = e^{-c_i h} y_n + (1 - e^{-c_i h}) N_n
+                + h sum_{1<=j<i} a_ij e^{-(c_i - c_j) h} Delta_j
         y_n+1 = e^{-h} y_n + (1 - e^{-h}) N_n + h sum_{j>=1} b_j e^{-(1 - c_j) h} Delta_j
         err   = h sum_{j>=1} berr_j e^{-(1 - c_j) h} Delta_j
 
@@ -251,7 +252,8 @@ class GeneralizedLawson(ExplicitRK):
         for h in (1e-3, 0.1, 1.0, 7.0):
             A, b, c, E, Ef, _ = cls.coefficients(h)
             if not np.allclose(A.sum(1), c * phi(1, -c * h), rtol=1e-12, atol=1e-14):
-                raise ValueError(f"{cls.name}: generalized Lawson row sums must equal c phi_1(-c h)")
+                raise ValueError(f"{cls.name}: generalized Lawson row sums must equal "
+                                 f"c phi_1(-c h)")
             if not np.isclose(b.sum(), phi(1, -h), rtol=1e-12):
                 raise ValueError(f"{cls.name}: generalized Lawson weights must sum to phi_1(-h)")
 

@@ -291,8 +291,9 @@ def _solve_fused(field, y0, span, meth, h, rtol, atol, save, recentre, max_steps
     args = (y0, grid, slot, seg_steps, np.ascontiguousarray(A, float),
             np.ascontiguousarray(B, float), np.ascontiguousarray(E, float),
             np.ascontiguousarray(Ef, float), np.ascontiguousarray(c, float), float(ell),
-            bool(meth.adaptive), bool(meth.adaptive and meth.lawson), berr, np.ascontiguousarray(P, float), float(rtol), float(atol),
-            float(h0), int(max_steps), kind, float(param), bool(recentre),
+            bool(meth.adaptive), bool(meth.adaptive and meth.lawson), berr,
+            np.ascontiguousarray(P, float), float(rtol), float(atol), float(h0), int(max_steps),
+            kind, float(param), bool(recentre),
             float(delta) if delta is not None else 0.0,
             float(s_star) if s_star is not None else np.inf)
     if backend == "cuda":
