@@ -194,6 +194,58 @@ def _timed(run, setting):
     return time.perf_counter() - t0
 
 
+def _ode_problem(q, n, d, s1, rng, echo):
+    """The benchmark problem and its reference (scipy DOP853 at rtol 1e-13, stacked state).
+
+    Returns ``(gen, data, y0, ref)``, ``gen`` the generator after drawing ``data`` and
+    ``y0``; the reference is computed once per problem (kept for a second caller).
+    """
+    gen = np.random.default_rng(rng)
+    data = gen.standard_normal((n, d))
+    y0 = gen.standard_normal((q, d))
+    key = (q, n, d, s1, rng)
+    if key not in _REFERENCES:
+        from scipy.integrate import solve_ivp
+        t0 = time.perf_counter()
+        sol = solve_ivp(_stacked_rhs(data), (0.0, s1), y0.ravel(), method="DOP853", rtol=1e-13,
+                        atol=1e-15)
+        _REFERENCES.clear()
+        _REFERENCES[key] = sol.y[:, -1].reshape(q, d)
+        echo(f"# reference: scipy DOP853 rtol 1e-13 on the stacked state, "
+             f"{time.perf_counter() - t0:.1f} s, {sol.nfev} rhs calls")
+    return gen, data, y0, _REFERENCES[key].copy()
+
+
+#: the last problem's reference final states, by (q, n, d, s1, rng)
+_REFERENCES = {}
+
+
+def _ode_methods(data, y0, s1):
+    """``(label, kind, run)`` for every timed method: ``run(setting)`` returns the final states
+    (``kind`` "rtol": atol = rtol / 100; "h": the fixed step)."""
+    from scipy.integrate import solve_ivp
+
+    from .solve import solve
+    q, d = y0.shape
+    field = EmpiricalScore(data, backend="numba")
+    rhs = _stacked_rhs(data)
+    methods = []
+    for method, kind in (("gl-dopri5", "rtol"), ("dopri5", "rtol"), ("etdrk4", "h"),
+                         ("rk4", "h")):
+        def run(setting, method=method, kind=kind):
+            kw = {"rtol": setting, "atol": setting * 1e-2} if kind == "rtol" else {"h": setting}
+            return solve(field, y0, (0.0, s1), method=method, **kw).y
+        solve(field, y0[:200], (0.0, s1), method=method,
+              **({"rtol": 1e-6} if kind == "rtol" else {"h": 0.1}))     # compile
+        methods.append((f"scoredyn {method} (numba)", kind, run))
+    for method in ("RK45", "DOP853"):
+        def run(rtol, method=method):
+            sol = solve_ivp(rhs, (0.0, s1), y0.ravel(), method=method, rtol=rtol, atol=rtol * 1e-2)
+            return sol.y[:, -1].reshape(q, d)
+        methods.append((f"scipy solve_ivp {method} (stacked)", "rtol", run))
+    return methods
+
+
 def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000), rng=0,
                   repeat=3, echo=print):
     """Time the log-time ODE to a final error <= ``target`` against the peers.
@@ -201,23 +253,11 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
     The reference is scipy DOP853 at rtol 1e-13 on the stacked state.  Each
     method's tolerance (or step) starts loose and is tightened by factors of
     sqrt(10) (2 for steps) until its largest final error is below ``target``.
-    scoredyn and scipy get the same search
-    (rtol from 1e-6, atol = rtol / 100).  The reported time is the median of
-    ``repeat`` runs at the setting found.
+    scoredyn and scipy get the same search (rtol from 1e-6, atol = rtol / 100).
+    The reported time is the median of ``repeat`` runs at the setting found.
     """
-    from scipy.integrate import solve_ivp
-
     from .solve import solve
-    gen = np.random.default_rng(rng)
-    data = gen.standard_normal((n, d))
-    y0 = gen.standard_normal((q, d))
-    field = EmpiricalScore(data, backend="numba")
-    rhs = _stacked_rhs(data)
-    t0 = time.perf_counter()
-    ref = solve_ivp(rhs, (0.0, s1), y0.ravel(), method="DOP853", rtol=1e-13, atol=1e-15)
-    echo(f"# reference: scipy DOP853 rtol 1e-13 on the stacked state, {time.perf_counter() - t0:.1f} s, "
-         f"{ref.nfev} rhs calls")
-    ref = ref.y[:, -1].reshape(q, d)
+    gen, data, y0, ref = _ode_problem(q, n, d, s1, rng, echo)
     rows = []
 
     def report(name, seconds, err, setting):
@@ -226,34 +266,15 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
 
     echo(f"# Q = {q}, N = {n}, d = {d}, s in [0, {s1}], target max error {target:g}; "
          f"times: median of {repeat} runs at the setting found")
-
-    def search(run, setting, tighten):
-        """Tighten until the largest error is <= target; median time of that setting."""
+    for name, kind, run in _ode_methods(data, y0, s1):
+        setting = 1e-6 if kind == "rtol" else 0.1
         while True:
-            y = run(setting)
-            err = float(np.max(np.abs(y - ref)))
+            err = float(np.max(np.abs(run(setting) - ref)))
             if err <= target or setting < 1e-13:
                 break
-            setting = tighten(setting)
+            setting = setting / np.sqrt(10.0) if kind == "rtol" else setting / 2
         seconds = float(np.median([_timed(run, setting) for _ in range(repeat)]))
-        return seconds, err, setting
-
-    for method, kind in (("gl-dopri5", "rtol"), ("dopri5", "rtol"), ("etdrk4", "h"),
-                         ("rk4", "h")):
-        def run(setting, method=method, kind=kind):
-            kw = {"rtol": setting, "atol": setting * 1e-2} if kind == "rtol" else {"h": setting}
-            return solve(field, y0, (0.0, s1), method=method, **kw).y
-        solve(field, y0[:200], (0.0, s1), method=method,
-              **({"rtol": 1e-6} if kind == "rtol" else {"h": 0.1}))     # compile
-        tighten = (lambda v: v / np.sqrt(10.0)) if kind == "rtol" else (lambda v: v / 2)
-        t, err, setting = search(run, 1e-6 if kind == "rtol" else 0.1, tighten)
-        report(f"scoredyn {method} (numba)", t, err, f"{kind}={setting:.3g}")
-    for method in ("RK45", "DOP853"):
-        def run(rtol, method=method):
-            sol = solve_ivp(rhs, (0.0, s1), y0.ravel(), method=method, rtol=rtol, atol=rtol * 1e-2)
-            return sol.y[:, -1].reshape(q, d)
-        t, err, rtol = search(run, 1e-6, lambda v: v / np.sqrt(10.0))
-        report(f"scipy solve_ivp {method} (stacked)", t, err, f"rtol={rtol:.3g}")
+        report(name, seconds, err, f"{kind}={setting:.3g}")
     # vectorised numpy exponential Euler (= DDIM): fixed steps send near-boundary starts to the
     # wrong data point, so the error stays O(1) until h resolves every crossing; reported as
     # measured, with no extrapolation
@@ -295,3 +316,48 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
             echo(f"# {method} vs dopri5 (rtol 1e-8): {int(np.sum(~same))} of {qb} end at another "
                  f"data point; the rest differ by <= {gap:.1e}")
     return rows
+
+
+def work_precision(q=10_000, n=20, d=2, s1=12.0, rtols=tuple(10.0 ** -np.arange(4, 11)),
+                   steps=(0.4, 0.2, 0.1, 0.05, 0.025, 0.0125), rng=0, echo=print):
+    """Largest final error against wall time for every method over a range of settings.
+
+    The problem, the reference and the methods are those of :func:`ode_benchmark`
+    (adaptive ones at each ``rtols``, atol = rtol / 100; fixed-step ones at each
+    of ``steps``); one timed run per setting.  Returns rows ``{"method",
+    "setting", "seconds", "max_error"}``.
+    """
+    _, data, y0, ref = _ode_problem(q, n, d, s1, rng, echo)
+    rows = []
+    for name, kind, run in _ode_methods(data, y0, s1):
+        for setting in (rtols if kind == "rtol" else steps):
+            t0 = time.perf_counter()
+            y = run(setting)
+            seconds = time.perf_counter() - t0
+            err = float(np.max(np.abs(y - ref)))
+            rows.append({"method": name, "setting": f"{kind}={setting:.3g}", "seconds": seconds,
+                         "max_error": err})
+            echo(f"{name:34s} {kind}={setting:<9.3g} {seconds:9.3f} s   max error {err:8.1e}")
+    return rows
+
+
+def plot_work_precision(rows, out_dir, target=1e-8, name="work_precision",
+                        title="log-time ODE: largest final error against wall time"):
+    """Draw :func:`work_precision`'s rows (error against time, log-log) and save
+    ``name.png/.pdf/.json`` in ``out_dir``; returns the paths."""
+    from .plotting import save, style
+    with style() as plt:
+        fig, ax = plt.subplots(figsize=(4.6, 3.2))
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = [(r["seconds"], max(r["max_error"], 1e-16)) for r in rows if r["method"] == method]
+            t, e = np.array(pts).T
+            scipy_peer = method.startswith("scipy")
+            ax.loglog(t, e, "o--" if scipy_peer else "o-", ms=3, label=method)
+        ax.axhline(target, color="0.4", lw=0.7, ls=":")
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("largest final error")
+        ax.set_title(title)
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+        paths = save(fig, out_dir, name, {"target": target, "rows": rows})
+        plt.close(fig)
+    return paths

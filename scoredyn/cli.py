@@ -19,6 +19,13 @@ def _bench(args):
     if args.what in ("ode", "all"):
         kw = dict(q=500, big=(5_000, 200)) if args.quick else {}
         rows["ode"] = bench.ode_benchmark(**kw)
+        if args.plot:
+            kw = dict(q=500, rtols=(1e-4, 1e-6, 1e-8), steps=(0.2, 0.05)) if args.quick else {}
+            rows["work_precision"] = bench.work_precision(**kw)
+            title = (f"log-time ODE, {kw.get('q', 10_000)} trajectories, N = 20, d = 2, "
+                     f"s in [0, 12]")
+            paths = bench.plot_work_precision(rows["work_precision"], args.plot, title=title)
+            print(f"# wrote {paths[0]}")
     if args.what == "gpu":
         from . import bench_gpu
         from .backend import cuda_status
@@ -103,6 +110,9 @@ def build_parser():
     b.add_argument("--sigma", type=float, default=1.0,
                    help="noise level (scaled by sqrt(d)/4 for d > 8 so weights stay non-trivial)")
     b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    b.add_argument("--plot", metavar="DIR",
+                   help="ode: also sweep the tolerances and draw the work-precision diagram "
+                        "(DIR/work_precision.png)")
     b.set_defaults(func=_bench)
     v = sub.add_parser("verify", help="verify the theorem's claims numerically (exit 1 on failure)")
     v.add_argument("--quick", action="store_true", help="small ensembles (seconds)")

@@ -29,3 +29,17 @@ def test_bench_quick_runs(tmp_path, capsys):
                      "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["field"]
     assert len(rows) == 3 and all(r["numpy_err"] < 1e-10 for r in rows)
+
+
+def test_work_precision_sweep_and_plot(tmp_path):
+    """The work-precision diagram's sweep at toy size: every method at every setting, the
+    errors falling as the setting tightens, and the figure written."""
+    from scoredyn import bench
+    rows = bench.work_precision(q=40, rtols=(1e-4, 1e-8), steps=(0.2, 0.05), echo=lambda s: None)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    assert len(methods) == 6 and len(rows) == 12
+    for m in methods:
+        loose, tight = (r["max_error"] for r in rows if r["method"] == m)
+        assert tight < loose
+    paths = bench.plot_work_precision(rows, tmp_path)
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
