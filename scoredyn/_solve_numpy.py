@@ -13,8 +13,11 @@ def _rhs(field, z, s, label):
     """f(z, s) = r (D - z) at sigma = e^{-s} (alpha = 1), per trajectory."""
     with np.errstate(under="ignore"):
         sigma = np.exp(-s)
-    res, lse = field._residual(z, sigma, np.ones_like(sigma), label)
-    return field._factors(sigma, lse)[0][:, None] * res
+    # past s ~ 745 sigma underflows to 0, where the fields take their exact limits
+    # (1 / sigma^2 = inf picks the nearest site); that is not an error here
+    with np.errstate(divide="ignore", over="ignore"):
+        res, lse = field._residual(z, sigma, np.ones_like(sigma), label)
+        return field._factors(sigma, lse)[0][:, None] * res
 
 
 def _rms(err, y, ynew, rtol, atol):
