@@ -16,7 +16,8 @@ import math
 from numba import cuda, float32, float64
 from numba.core import config
 
-from . import scalar
+from . import cell, scalar
+from .target import specialise
 
 
 def _device(fn):
@@ -63,6 +64,24 @@ SQUARE = {float64: square, float32: square32}
 
 
 @functools.cache
+def data_layout(D):
+    """The GPU's data accessors for :func:`target.specialise`: data as (N, D), D a constant."""
+    @_device
+    def ndim(X):
+        return D
+
+    @_device
+    def npoints(X):
+        return X.shape[0]
+
+    @_device
+    def site(X, j, k):
+        return X[j, k]
+
+    return dict(ndim=ndim, npoints=npoints, site=site)
+
+
+@functools.cache
 def query_functions(D, ft=float64):
     """Device functions for one query in dimension ``D`` (a compile-time constant).
 
@@ -83,8 +102,8 @@ def query_functions(D, ft=float64):
         ``y = u + xc`` relative to ``xc`` against all rows of ``X`` (global
         memory), written to ``mean``; returns ``(dmin, lsum, i1, d1)``.
     cell_margins : device function
-        ``cell_margins(X, u, xc, i, tol)``: ``(bdist, gap, ntied)`` as in
-        ``voronoi.cell_margins``.
+        ``cell_margins(X, u, xc, i, tol)``: :func:`cell.cell_margins` on the
+        device, ``(bdist, gap, ntied)``.
     """
 
     @_device
@@ -124,41 +143,11 @@ def query_functions(D, ft=float64):
             mean[k] /= l
         return m, l, i1, d1
 
-    @_device
-    def bisector(X, u, xc, i, l):
-        num = 0.0
-        nrm = 0.0
-        for k in range(D):
-            dl = X[l, k] - X[i, k]
-            p = u[k] - (0.5 * dl + (X[i, k] - xc[k]))
-            num += p * dl
-            nrm += dl * dl
-        return num, nrm
-
-    @_device
-    def cell_margins(X, u, xc, i, tol):
-        ri2 = 0.0
-        for k in range(D):
-            ri2 += square(u[k] - (X[i, k] - xc[k]))
-        bdist = math.inf
-        gap = math.inf
-        for l in range(X.shape[0]):
-            if l == i:
-                continue
-            num, nrm = bisector(X, u, xc, i, l)
-            if nrm == 0.0:
-                continue
-            h, g = bisector_margins(num, nrm, ri2)
-            bdist = min(bdist, h)
-            gap = min(gap, g)
-        ntied = 0
-        if math.isfinite(bdist):
-            for l in range(X.shape[0]):
-                if l == i:
-                    continue
-                num, nrm = bisector(X, u, xc, i, l)
-                if nrm > 0.0 and -num / math.sqrt(nrm) <= bdist + tol:
-                    ntied += 1
-        return bdist, gap, ntied
+    layout = data_layout(D)
+    bindings = dict(layout, square=square, bisector_margins=bisector_margins)
+    bindings["bisector_"] = _device(specialise(cell.bisector, bindings, "bisector_cuda",
+                                               cell.TARGET_NAMES))
+    cell_margins = _device(specialise(cell.cell_margins, bindings, "cell_margins_cuda",
+                                      cell.TARGET_NAMES + ("bisector_",)))
 
     return absorb, posterior, cell_margins

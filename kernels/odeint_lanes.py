@@ -1,8 +1,8 @@
 """The fused time loop with trajectories as SIMD lanes (no recentring, no V^delta tracking).
 
-``odeint.integrate`` runs one trajectory per thread, so each right-hand side is
-a pass over N data points for one state: at small N (the paper's N = 20) the
-passes are short loops and their start-up cost dominates (~160 ns per
+``odeint.integrate`` runs one trajectory per thread (:func:`trajectory.advance`),
+so each right-hand side is a pass over N data points for one state: at small N
+(the paper's N = 20) the passes are short loops and their start-up cost dominates (~160 ns per
 evaluation at N = 20, d = 2).  Here each thread advances ``LANES``
 trajectories in lockstep by *stage* — each lane with its own time, step
 size, acceptance and status — and the states are stored lane-contiguous
@@ -12,7 +12,7 @@ factors included; the controller's powers are vectorised exp/log).  A lane
 whose trajectory ends takes the next one of its thread's chunk at once, so
 lanes do not idle.
 
-The scheme per lane is exactly ``odeint.integrate``'s (same RK form, PI
+The scheme per lane is exactly :func:`trajectory.advance`'s (same RK form, PI
 controller, dense output, equal steps per save segment, statuses and
 diagnostics), with the posterior formed in two passes (the minimum squared
 distance first, then the weights relative to it) instead of an online
@@ -21,20 +21,28 @@ step sequences to ~1e-9 relative, since the error norm is a difference of
 nearly equal stages).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .config import FASTMATH, TILE_N
+from .launch import run_chunks
+from .sizes import LANES
 from .mathfn import exp_any, exp_nonpos, log_pos
-from .odeint import (REG_EMPIRICAL_BAYES, REG_TIKHONOV, STATUS_MAX_STEPS, STATUS_NONFINITE,
-                     STATUS_RUNNING, STATUS_STEP_UNDERFLOW, STATUS_SUCCESS, _rhs)
+from .odeint import CPU
+from .trajectory import (OUT_BOUNDARY_DISTANCE,
+                         OUT_CELL_CHANGES, OUT_MAX_NORM, OUT_N_REJECTED, OUT_N_STEPS, OUT_NEAREST,
+                         OUT_NEAREST_D2, OUT_NFEV, OUT_STATUS, REG_EMPIRICAL_BAYES, REG_TIKHONOV,
+                         STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_RUNNING, STATUS_STEP_UNDERFLOW,
+                         STATUS_SUCCESS)
 from .scalar import (LAWSON_MAX_STEP, LOG_ERROLD_START, accept_step_exponent_cpu,
                      dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
                      next_log_errold_cpu, reject_step_exponent_cpu, softmax_exponent_cpu,
                      tikhonov_shrink_cpu)
 from .voronoi import cell_margins
 
-#: trajectories advanced together by one thread, and trajectories per parallel work item
-LANES = 64
+_rhs = CPU["rhs"]
+_config = CPU["config"]
+
+#: trajectories per parallel work item (LANES: advanced together by one thread)
 CHUNK = 1024
 
 
@@ -201,295 +209,322 @@ def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
             caj[b] = h[b] * aj * ce[b] * gj[b]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson,
-                    Berr, P, rtol, atol, h0, max_steps, reg_kind, reg_param, Ysave, Yout, n_steps,
-                    n_rejected, nfev, status, nearest, nearest_d2, max_norm, cell_changes,
-                    boundary_distance):
-    """``odeint.integrate`` without recentring or ``V^delta`` tracking, LANES at a time.
+@njit(nogil=True, cache=True, error_model="numpy")
+def lane_chunk(ch, XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg, Ysave,
+               Yout, Uout, outi, outf):
+    """Trajectories ``ch * CHUNK`` to ``(ch + 1) * CHUNK``, LANES at a time.
 
-    Arguments as in :func:`scoredyn.kernels.odeint.integrate` (same meaning).
+    :func:`trajectory.advance` without recentring or ``V^delta`` tracking.
+    Arguments as in :func:`scoredyn.kernels.odeint.integrate` (same meaning; the
+    recentring, ``delta`` and ``s_star`` entries of ``cfg`` must be off; ``Uout``,
+    ``outi``'s centre and ``outf``'s entry-time rows are left as they are).
     """
+    ell, adaptive, lawson, rtol, atol, h0, max_steps, reg_kind, reg_param = _config(cfg)
+    n_steps = outi[OUT_N_STEPS]
+    n_rejected = outi[OUT_N_REJECTED]
+    nfev = outi[OUT_NFEV]
+    status = outi[OUT_STATUS]
+    nearest = outi[OUT_NEAREST]
+    cell_changes = outi[OUT_CELL_CHANGES]
+    nearest_d2 = outf[OUT_NEAREST_D2]
+    max_norm = outf[OUT_MAX_NORM]
+    boundary_distance = outf[OUT_BOUNDARY_DISTANCE]
     d = XT.shape[0]
+    always = d > 0          # a runtime True: literal ones would compile the rhs twice
     nq = Y0.shape[0]
     S = C.shape[0]
     nseg = grid.shape[0] - 1
     s_end = grid[nseg]
-    nchunks = (nq + CHUNK - 1) // CHUNK
     uniform = A.shape[0] == 1       # one set of coefficients for every step (adaptive, or one segment)
-    for ch in prange(nchunks):
-        q_lo = ch * CHUNK
-        q_hi = min(nq, q_lo + CHUNK)
-        L = LANES
-        u = np.zeros((d, L))
-        G = np.zeros((S, d, L))
-        Ys = np.zeros((d, L))
-        unew = np.zeros((d, L))
-        dist = np.empty((XT.shape[1], L))
-        inv = np.empty(L)
-        dmin = np.empty(L)
-        lsum = np.empty(L)
-        sl = np.zeros(L)
-        ce = np.zeros(L)
-        ca = np.zeros((S, L))
-        growth = np.ones((S, L))
-        decay = np.ones((S + 1, L))
-        near = np.zeros(L, np.int64)
-        neard = np.zeros(L)
-        traj = np.full(L, -1, np.int64)
-        s = np.zeros(L)
-        h = np.zeros(L)
-        lerrold = np.zeros(L)
-        lerr_next = np.zeros(L)
-        en = np.zeros(L)
-        acc2 = np.zeros(L)
-        ebuf = np.zeros(L)
-        escale = np.zeros(L)
-        fac_acc = np.ones(L)
-        fac_rej = np.ones(L)
-        nst = np.zeros(L, np.int64)
-        nrej = np.zeros(L, np.int64)
-        nf = np.zeros(L, np.int64)
-        seg = np.zeros(L, np.int64)
-        kseg = np.zeros(L, np.int64)
-        nextg = np.zeros(L, np.int64)
-        sg = np.zeros(L, np.int64)
-        ymax = np.zeros(L)
-        ncell = np.zeros(L, np.int64)
-        cell = np.zeros(L, np.int64)
-        i1 = np.zeros(L, np.int64)
-        dd1 = np.zeros(L)
-        stat = np.zeros(L, np.int64)
-        tmp = np.empty(d)
-        bth = np.empty(S)
-        f0 = np.empty(d)
-        mean = np.empty(d)
-        zero = np.zeros(d)
-        scratch = np.empty(TILE_N)
-        nxt = q_lo
-        while True:
-            # -- step start for every lane: finish, refill, then step size
-            active = 0
-            for b in range(L):
-                while True:
-                    if traj[b] < 0:
-                        if nxt >= q_hi:
-                            break
-                        q = nxt
-                        nxt += 1
-                        traj[b] = q
-                        for k in range(d):
-                            u[k, b] = Y0[q, k]
-                            tmp[k] = Y0[q, k]
-                        if save_slot[0] >= 0:
-                            for k in range(d):
-                                Ysave[save_slot[0], q, k] = tmp[k]
-                        s[b] = grid[0]
-                        i1[b], dd1[b] = _rhs(XT, tmp, zero, s[b], reg_kind, reg_param, f0,
-                                             mean, scratch, True)
-                        for k in range(d):
-                            G[0, k, b] = f0[k]
-                        nf[b] = 1
-                        h[b] = h0
-                        lerrold[b] = LOG_ERROLD_START
-                        nst[b] = 0
-                        nrej[b] = 0
-                        seg[b] = 0
-                        kseg[b] = 0
-                        nextg[b] = 1
-                        ymax[b] = 0.0
-                        ncell[b] = 0
-                        cell[b] = -1
-                        stat[b] = STATUS_RUNNING
-                    # step start of lane b (G[0] holds f at u)
-                    if stat[b] == STATUS_RUNNING:
-                        nrm = 0.0
-                        for k in range(d):
-                            nrm += u[k, b] ** 2
-                        ymax[b] = max(ymax[b], np.sqrt(nrm))
-                        if i1[b] != cell[b]:
-                            if cell[b] >= 0:
-                                ncell[b] += 1
-                            cell[b] = i1[b]
-                        if nst[b] >= max_steps:
-                            stat[b] = STATUS_MAX_STEPS
-                        elif adaptive:
-                            h[b] = min(h[b], s_end - s[b])
-                            if lawson:
-                                h[b] = min(h[b], LAWSON_MAX_STEP)
-                            if h[b] <= 1e-14 * max(1.0, abs(s[b])):
-                                stat[b] = STATUS_STEP_UNDERFLOW
-                            sg[b] = 0
-                        else:
-                            sg[b] = seg[b]
-                            h[b] = (grid[seg[b] + 1] - grid[seg[b]]) / seg_steps[seg[b]]
-                    if stat[b] == STATUS_RUNNING:
+    q_lo = ch * CHUNK
+    q_hi = min(nq, q_lo + CHUNK)
+    L = LANES
+    u = np.zeros((d, L))
+    G = np.zeros((S, d, L))
+    Ys = np.zeros((d, L))
+    unew = np.zeros((d, L))
+    dist = np.empty((XT.shape[1], L))
+    inv = np.empty(L)
+    dmin = np.empty(L)
+    lsum = np.empty(L)
+    sl = np.zeros(L)
+    ce = np.zeros(L)
+    ca = np.zeros((S, L))
+    growth = np.ones((S, L))
+    decay = np.ones((S + 1, L))
+    near = np.zeros(L, np.int64)
+    neard = np.zeros(L)
+    traj = np.full(L, -1, np.int64)
+    s = np.zeros(L)
+    h = np.zeros(L)
+    lerrold = np.zeros(L)
+    lerr_next = np.zeros(L)
+    en = np.zeros(L)
+    acc2 = np.zeros(L)
+    ebuf = np.zeros(L)
+    escale = np.zeros(L)
+    fac_acc = np.ones(L)
+    fac_rej = np.ones(L)
+    nst = np.zeros(L, np.int64)
+    nrej = np.zeros(L, np.int64)
+    nf = np.zeros(L, np.int64)
+    seg = np.zeros(L, np.int64)
+    kseg = np.zeros(L, np.int64)
+    nextg = np.zeros(L, np.int64)
+    sg = np.zeros(L, np.int64)
+    ymax = np.zeros(L)
+    ncell = np.zeros(L, np.int64)
+    cell = np.zeros(L, np.int64)
+    i1 = np.zeros(L, np.int64)
+    dd1 = np.zeros(L)
+    stat = np.zeros(L, np.int64)
+    tmp = np.empty(d)
+    bth = np.empty(S)
+    f0 = np.empty(d)
+    mean = np.empty(d)
+    zero = np.zeros(d)
+    scratch = np.empty(TILE_N)
+    nxt = q_lo
+    while True:
+        # -- step start for every lane: finish, refill, then step size
+        active = 0
+        for b in range(L):
+            while True:
+                if traj[b] < 0:
+                    if nxt >= q_hi:
                         break
-                    # lane b's trajectory is over: write it out, take the next one
-                    q = traj[b]
+                    q = nxt
+                    nxt += 1
+                    traj[b] = q
+                    for k in range(d):
+                        u[k, b] = Y0[q, k]
+                        tmp[k] = Y0[q, k]
+                    if save_slot[0] >= 0:
+                        for k in range(d):
+                            Ysave[save_slot[0], q, k] = tmp[k]
+                    s[b] = grid[0]
+                    i1[b], dd1[b] = _rhs(XT, tmp, zero, s[b], reg_kind, reg_param, f0,
+                                         mean, scratch, always)
+                    for k in range(d):
+                        G[0, k, b] = f0[k]
+                    nf[b] = 1
+                    h[b] = h0
+                    lerrold[b] = LOG_ERROLD_START
+                    nst[b] = 0
+                    nrej[b] = 0
+                    seg[b] = 0
+                    kseg[b] = 0
+                    nextg[b] = 1
+                    ymax[b] = 0.0
+                    ncell[b] = 0
+                    cell[b] = -1
+                    stat[b] = STATUS_RUNNING
+                # step start of lane b (G[0] holds f at u)
+                if stat[b] == STATUS_RUNNING:
                     nrm = 0.0
                     for k in range(d):
-                        Yout[q, k] = u[k, b]
-                        tmp[k] = u[k, b]
                         nrm += u[k, b] ** 2
-                    max_norm[q] = max(ymax[b], np.sqrt(nrm))
-                    bd, gap, ntie = cell_margins(XT, tmp, zero, i1[b], 0.0)
-                    boundary_distance[q] = bd
-                    cell_changes[q] = ncell[b] + (1 if i1[b] != cell[b] else 0)
-                    nearest[q] = i1[b]
-                    nearest_d2[q] = dd1[b]
-                    n_steps[q] = nst[b]
-                    n_rejected[q] = nrej[b]
-                    nfev[q] = nf[b]
-                    status[q] = stat[b]
-                    traj[b] = -1
-                    h[b] = 0.0
-                if traj[b] >= 0:
-                    active += 1
-            if active == 0:
-                break
-            # -- stages, all lanes in lockstep (idle lanes compute on their last state)
+                    ymax[b] = max(ymax[b], np.sqrt(nrm))
+                    if i1[b] != cell[b]:
+                        if cell[b] >= 0:
+                            ncell[b] += 1
+                        cell[b] = i1[b]
+                    if nst[b] >= max_steps:
+                        stat[b] = STATUS_MAX_STEPS
+                    elif adaptive:
+                        h[b] = min(h[b], s_end - s[b])
+                        if lawson:
+                            h[b] = min(h[b], LAWSON_MAX_STEP)
+                        if h[b] <= 1e-14 * max(1.0, abs(s[b])):
+                            stat[b] = STATUS_STEP_UNDERFLOW
+                        sg[b] = 0
+                    else:
+                        sg[b] = seg[b]
+                        h[b] = (grid[seg[b] + 1] - grid[seg[b]]) / seg_steps[seg[b]]
+                if stat[b] == STATUS_RUNNING:
+                    break
+                # lane b's trajectory is over: write it out, take the next one
+                q = traj[b]
+                nrm = 0.0
+                for k in range(d):
+                    Yout[q, k] = u[k, b]
+                    tmp[k] = u[k, b]
+                    nrm += u[k, b] ** 2
+                max_norm[q] = max(ymax[b], np.sqrt(nrm))
+                bd, gap, ntie = cell_margins(XT, tmp, zero, i1[b], 0.0)
+                boundary_distance[q] = bd
+                cell_changes[q] = ncell[b] + (1 if i1[b] != cell[b] else 0)
+                nearest[q] = i1[b]
+                nearest_d2[q] = dd1[b]
+                n_steps[q] = nst[b]
+                n_rejected[q] = nrej[b]
+                nfev[q] = nf[b]
+                status[q] = stat[b]
+                traj[b] = -1
+                h[b] = 0.0
+            if traj[b] >= 0:
+                active += 1
+        if active == 0:
+            break
+        # -- stages, all lanes in lockstep (idle lanes compute on their last state)
+        for k in range(d):
+            for b in range(L):
+                G[0, k, b] += ell * u[k, b]
+        if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64),
+                       # decay[S] = e^{-h}
+            for j in range(S + 1):
+                cj = C[j] if j < S else 1.0
+                ej = decay[j]
+                for b in range(L):
+                    ej[b] = exp_nonpos(-cj * h[b])
+                if j < S:
+                    gj = growth[j]
+                    for b in range(L):
+                        gj[b] = 1.0 / ej[b]
+        for i in range(1, S):
+            # per-lane coefficients first, so that the combination below vectorises
+            if lawson:
+                _lane_lawson_coefficients(A[0, i], i, decay[i], h, growth, ce, ca)
+            else:
+                _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
+            _lane_row(u, G, i, ce, ca, Ys)
+            for b in range(L):
+                sl[b] = s[b] + C[i] * h[b]
+            lane_rhs(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum,
+                     adaptive and i == S - 1, near, neard)
             for k in range(d):
                 for b in range(L):
-                    G[0, k, b] += ell * u[k, b]
-            if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64),
-                           # decay[S] = e^{-h}
-                for j in range(S + 1):
-                    cj = C[j] if j < S else 1.0
-                    ej = decay[j]
+                    G[i, k, b] += ell * Ys[k, b]
+                if lawson:         # stored as N_i - N_0
                     for b in range(L):
-                        ej[b] = exp_nonpos(-cj * h[b])
-                    if j < S:
-                        gj = growth[j]
-                        for b in range(L):
-                            gj[b] = 1.0 / ej[b]
-            for i in range(1, S):
-                # per-lane coefficients first, so that the combination below vectorises
-                if lawson:
-                    _lane_lawson_coefficients(A[0, i], i, decay[i], h, growth, ce, ca)
-                else:
-                    _lane_coefficients(E[:, i], A[:, i, :i], uniform, sg, h, ce, ca)
-                _lane_row(u, G, i, ce, ca, Ys)
-                for b in range(L):
-                    sl[b] = s[b] + C[i] * h[b]
-                lane_rhs(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum,
-                         adaptive and i == S - 1, near, neard)
-                for k in range(d):
-                    for b in range(L):
-                        G[i, k, b] += ell * Ys[k, b]
-                    if lawson:         # stored as N_i - N_0
-                        for b in range(L):
-                            G[i, k, b] -= G[0, k, b]
-            if lawson:                 # leaves ce = e^{-h}, used by the error below
-                _lane_lawson_coefficients(B[0], S, decay[S], h, growth, ce, ca)
-            else:
-                _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
-            _lane_row(u, G, S, ce, ca, unew)
-            if adaptive:
-                # error norms and both step factors of every lane, vectorised (the powers as
-                # exp of logs); lanes that are idle or not finite are handled below
-                i0 = 1 if lawson else 0     # Lawson: G_0 = N_0 does not enter the error
-                for b in range(L):
-                    acc2[b] = 0.0
-                    escale[b] = h[b] * ce[b] if lawson else h[b]    # ce = e^{-h} (Lawson)
-                for k in range(d):
-                    for b in range(L):
-                        ebuf[b] = 0.0
-                    for i in range(i0, S):
-                        gik = G[i, k]
-                        bi = Berr[i]
-                        if lawson:
-                            gri = growth[i]
-                            for b in range(L):
-                                ebuf[b] += bi * gri[b] * gik[b]
-                        else:
-                            for b in range(L):
-                                ebuf[b] += bi * gik[b]
-                    uk = u[k]
-                    nk = unew[k]
-                    for b in range(L):
-                        v = error_ratio_cpu(escale[b] * ebuf[b], uk[b], nk[b], rtol, atol)
-                        acc2[b] += v * v
-                for b in range(L):
-                    en[b] = np.sqrt(acc2[b] / d)
-                    len_ = log_pos(en[b])
-                    fac_acc[b] = exp_any(accept_step_exponent_cpu(len_, lerrold[b]))
-                    fac_rej[b] = exp_nonpos(reject_step_exponent_cpu(len_))
-                    lerr_next[b] = next_log_errold_cpu(len_)
-            # -- per lane: accept or reject, save, advance
+                        G[i, k, b] -= G[0, k, b]
+        if lawson:                 # leaves ce = e^{-h}, used by the error below
+            _lane_lawson_coefficients(B[0], S, decay[S], h, growth, ce, ca)
+        else:
+            _lane_coefficients(Ef, B, uniform, sg, h, ce, ca)
+        _lane_row(u, G, S, ce, ca, unew)
+        if adaptive:
+            # error norms and both step factors of every lane, vectorised (the powers as
+            # exp of logs); lanes that are idle or not finite are handled below
+            i0 = 1 if lawson else 0     # Lawson: G_0 = N_0 does not enter the error
             for b in range(L):
-                if traj[b] < 0:
+                acc2[b] = 0.0
+                escale[b] = h[b] * ce[b] if lawson else h[b]    # ce = e^{-h} (Lawson)
+            for k in range(d):
+                for b in range(L):
+                    ebuf[b] = 0.0
+                for i in range(i0, S):
+                    gik = G[i, k]
+                    bi = Berr[i]
+                    if lawson:
+                        gri = growth[i]
+                        for b in range(L):
+                            ebuf[b] += bi * gri[b] * gik[b]
+                    else:
+                        for b in range(L):
+                            ebuf[b] += bi * gik[b]
+                uk = u[k]
+                nk = unew[k]
+                for b in range(L):
+                    v = error_ratio_cpu(escale[b] * ebuf[b], uk[b], nk[b], rtol, atol)
+                    acc2[b] += v * v
+            for b in range(L):
+                en[b] = np.sqrt(acc2[b] / d)
+                len_ = log_pos(en[b])
+                fac_acc[b] = exp_any(accept_step_exponent_cpu(len_, lerrold[b]))
+                fac_rej[b] = exp_nonpos(reject_step_exponent_cpu(len_))
+                lerr_next[b] = next_log_errold_cpu(len_)
+        # -- per lane: accept or reject, save, advance
+        for b in range(L):
+            if traj[b] < 0:
+                continue
+            nf[b] += S - 1
+            finite = True
+            for k in range(d):
+                if not np.isfinite(unew[k, b]):
+                    finite = False
+            if not finite:
+                stat[b] = STATUS_NONFINITE
+                continue
+            if adaptive:
+                if en[b] > 1.0:
+                    nrej[b] += 1
+                    h[b] *= fac_rej[b]
+                    for k in range(d):
+                        G[0, k, b] -= ell * u[k, b]
                     continue
-                nf[b] += S - 1
-                finite = True
-                for k in range(d):
-                    if not np.isfinite(unew[k, b]):
-                        finite = False
-                if not finite:
-                    stat[b] = STATUS_NONFINITE
-                    continue
-                if adaptive:
-                    if en[b] > 1.0:
-                        nrej[b] += 1
-                        h[b] *= fac_rej[b]
+                q = traj[b]
+                # the step that reaches s_end ends there exactly (see trajectory.advance)
+                s_next = s_end if h[b] >= s_end - s[b] else s[b] + h[b]
+                while nextg[b] <= nseg and grid[nextg[b]] <= s_next:
+                    slot = save_slot[nextg[b]]
+                    if slot >= 0:
+                        th = (grid[nextg[b]] - s[b]) / h[b]
+                        for i in range(S):     # Lawson: w(theta) weights, G_0 apart
+                            bth[i] = dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2], P[i, 3])
+                            if lawson:
+                                bth[i] = 0.0 if i == 0 else bth[i] * growth[i, b]
+                        eth = exp_nonpos(-th * h[b]) if lawson else 1.0
                         for k in range(d):
-                            G[0, k, b] -= ell * u[k, b]
-                        continue
-                    q = traj[b]
-                    while nextg[b] <= nseg and grid[nextg[b]] <= s[b] + h[b]:
-                        slot = save_slot[nextg[b]]
-                        if slot >= 0:
-                            th = (grid[nextg[b]] - s[b]) / h[b]
-                            for i in range(S):     # Lawson: w(theta) weights, G_0 apart
-                                bth[i] = dense_weight_cpu(th, P[i, 0], P[i, 1], P[i, 2], P[i, 3])
-                                if lawson:
-                                    bth[i] = 0.0 if i == 0 else bth[i] * growth[i, b]
-                            eth = exp_nonpos(-th * h[b]) if lawson else 1.0
-                            for k in range(d):
-                                acc = 0.0
-                                for i in range(S):
-                                    acc += bth[i] * G[i, k, b]
-                                if lawson:
-                                    Ysave[slot, q, k] = (eth * (u[k, b] + h[b] * acc)
-                                                         + (1.0 - eth) * G[0, k, b])
-                                else:
-                                    Ysave[slot, q, k] = u[k, b] + h[b] * acc
-                        nextg[b] += 1
-                    lerrold[b] = lerr_next[b]
-                    s[b] += h[b]
-                    h[b] *= fac_acc[b]
-                    for k in range(d):   # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0)
-                        G[0, k, b] = (G[S - 1, k, b] + (G[0, k, b] if lawson else 0.0)
-                                      - ell * unew[k, b])
-                        u[k, b] = unew[k, b]
-                    i1[b] = near[b]
-                    dd1[b] = neard[b]
-                    nst[b] += 1
-                    if s[b] >= s_end:
+                            acc = 0.0
+                            for i in range(S):
+                                acc += bth[i] * G[i, k, b]
+                            if lawson:
+                                Ysave[slot, q, k] = (eth * (u[k, b] + h[b] * acc)
+                                                     + (1.0 - eth) * G[0, k, b])
+                            else:
+                                Ysave[slot, q, k] = u[k, b] + h[b] * acc
+                    nextg[b] += 1
+                lerrold[b] = lerr_next[b]
+                s[b] = s_next
+                h[b] *= fac_acc[b]
+                for k in range(d):   # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0)
+                    G[0, k, b] = (G[S - 1, k, b] + (G[0, k, b] if lawson else 0.0)
+                                  - ell * unew[k, b])
+                    u[k, b] = unew[k, b]
+                i1[b] = near[b]
+                dd1[b] = neard[b]
+                nst[b] += 1
+                if s[b] >= s_end:
+                    stat[b] = STATUS_SUCCESS
+            else:
+                for k in range(d):
+                    u[k, b] = unew[k, b]
+                nst[b] += 1
+                kseg[b] += 1
+                if kseg[b] == seg_steps[seg[b]]:
+                    s[b] = grid[seg[b] + 1]
+                    slot = save_slot[seg[b] + 1]
+                    if slot >= 0:
+                        for k in range(d):
+                            Ysave[slot, traj[b], k] = u[k, b]
+                    seg[b] += 1
+                    kseg[b] = 0
+                    if seg[b] == nseg:
                         stat[b] = STATUS_SUCCESS
                 else:
-                    for k in range(d):
-                        u[k, b] = unew[k, b]
-                    nst[b] += 1
-                    kseg[b] += 1
-                    if kseg[b] == seg_steps[seg[b]]:
-                        s[b] = grid[seg[b] + 1]
-                        slot = save_slot[seg[b] + 1]
-                        if slot >= 0:
-                            for k in range(d):
-                                Ysave[slot, traj[b], k] = u[k, b]
-                        seg[b] += 1
-                        kseg[b] = 0
-                        if seg[b] == nseg:
-                            stat[b] = STATUS_SUCCESS
-                    else:
-                        s[b] = grid[seg[b]] + kseg[b] * h[b]
-            if not adaptive:
-                # f at the new states: stage 0 of the next step and the nearest site
-                lane_rhs(XT, u, s, reg_kind, reg_param, G[0], dist, inv, dmin, lsum, True,
-                         near, neard)
-                for b in range(L):
-                    if traj[b] >= 0 and stat[b] != STATUS_NONFINITE:
-                        nf[b] += 1
-                        i1[b] = near[b]
-                        dd1[b] = neard[b]
+                    s[b] = grid[seg[b]] + kseg[b] * h[b]
+        if not adaptive:
+            # f at the new states: stage 0 of the next step and the nearest site
+            lane_rhs(XT, u, s, reg_kind, reg_param, G[0], dist, inv, dmin, lsum, always,
+                     near, neard)
+            for b in range(L):
+                if traj[b] >= 0 and stat[b] != STATUS_NONFINITE:
+                    nf[b] += 1
+                    i1[b] = near[b]
+                    dd1[b] = neard[b]
+
+
+def integrate_lanes(XT, *args):
+    """Every trajectory on all cores: :func:`lane_chunk` per CHUNK trajectories (:mod:`launch`).
+
+    ``integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg, Ysave,
+    Yout, Uout, outi, outf)``, as :func:`scoredyn.kernels.odeint.integrate`.
+    """
+    nchunks = -(-args[0].shape[0] // CHUNK)
+    run_chunks(_lane_chunk_at, nchunks, 1, lane_chunk, XT, *args)
+
+
+def _lane_chunk_at(lo, hi, kernel, *args):
+    for ch in range(lo, hi):
+        kernel(ch, *args)

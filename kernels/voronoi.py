@@ -1,24 +1,15 @@
-"""Voronoi geometry of the data in any dimension, one O(N d) pass per query.
+"""Voronoi geometry of the data in any dimension, one O(N d) pass per query, on the CPU.
 
-For the nearest site ``x_i`` of ``y`` and every other site ``x_l``
-(``Delta = x_l - x_i``, midpoint ``m``):
-
-* signed distance to the bisector, ``h_l = -(y - m).Delta / |Delta|`` (> 0 on
-  ``x_i``'s side); the distance to the boundary of the cell is ``min_l h_l``
-  (a cell is a convex polytope; redundant half-spaces never lower the min);
-* distance gap ``g_l = |y - x_l| - |y - x_i| = 2 |Delta| h_l / (|y - x_l| + |y - x_i|)``;
-  ``y`` is in the shrunken cell ``V^delta(x_i)`` iff ``min_l g_l >= delta``.
-
-Both are formed from ``(y - m).Delta`` (no difference of squared distances), in
-coordinates centred at ``xc``: ``y - m = u - (Delta / 2 + (x_i - xc))``, exact
-when ``xc = x_i`` however small ``u`` is.  Exact duplicates of ``x_i``
-(``Delta = 0``) are skipped: coincident sites are one site.
+:func:`voronoi_pass` gives every query's two nearest sites and the margins of
+its cell (:mod:`cell`, compiled here for the CPU's transposed data layout).
 """
 import numpy as np
 from numba import njit, prange
 
+from . import cell
 from .config import FASTMATH
 from .scalar import bisector_margins_cpu, top2_insert_cpu
+from .target import specialise
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -38,68 +29,36 @@ def nearest_two(XT, u, xc):
     return i1, d1, i2, d2
 
 
-@njit(fastmath=FASTMATH, cache=True, inline="always")
-def _bisector(XT, u, xc, i, l):
-    """``((y - m).Delta, |Delta|^2)`` for sites i, l, with ``y - m = u - (Delta/2 + (x_i - xc))``."""
-    num = 0.0
-    nrm = 0.0
-    for k in range(XT.shape[0]):
-        dl = XT[k, l] - XT[k, i]
-        p = u[k] - (0.5 * dl + (XT[k, i] - xc[k]))
-        num += p * dl
-        nrm += dl * dl
-    return num, nrm
+@njit(inline="always")
+def ndim(XT):
+    """Dimension of the data in the CPU layout (d, N)."""
+    return XT.shape[0]
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def cell_margins(XT, u, xc, i, tol):
-    """Boundary distance, distance gap and the number of near-tied bisectors.
+@njit(inline="always")
+def npoints(XT):
+    """Number of data points in the CPU layout (d, N)."""
+    return XT.shape[1]
 
-    Parameters
-    ----------
-    XT : (d, N) float64
-    u, xc : (d,) float64
-        ``y = u + xc``.
-    i : int
-        Index of the nearest site.
-    tol : float
-        Bisectors with ``h_l <= min h + tol`` are counted as tied.
 
-    Returns
-    -------
-    bdist : float
-        Distance from y to the boundary of V(x_i) (``inf`` if N = 1 or all
-        other sites coincide with ``x_i``).
-    gap : float
-        ``min_l |y - x_l| - |y - x_i|``.
-    ntied : int
-        Number of sites l whose bisector is within ``tol`` of the minimum.
-    """
-    d, n = XT.shape
-    ri2 = 0.0
-    for k in range(d):
-        t = u[k] - (XT[k, i] - xc[k])
-        ri2 += t * t
-    bdist = np.inf
-    gap = np.inf
-    for l in range(n):
-        if l == i:
-            continue
-        num, nrm = _bisector(XT, u, xc, i, l)
-        if nrm == 0.0:
-            continue
-        h, g = bisector_margins_cpu(num, nrm, ri2)
-        bdist = min(bdist, h)
-        gap = min(gap, g)
-    ntied = 0
-    if np.isfinite(bdist):
-        for l in range(n):
-            if l == i:
-                continue
-            num, nrm = _bisector(XT, u, xc, i, l)
-            if nrm > 0.0 and -num / np.sqrt(nrm) <= bdist + tol:
-                ntied += 1
-    return bdist, gap, ntied
+@njit(inline="always")
+def site(XT, j, k):
+    """Coordinate ``k`` of data point ``j`` in the CPU layout (d, N)."""
+    return XT[k, j]
+
+
+@njit(inline="always")
+def _square(t):
+    return t * t        # FASTMATH has no ``contract``: never fused into an FMA
+
+
+_CPU = dict(ndim=ndim, npoints=npoints, site=site, square=_square,
+            bisector_margins=bisector_margins_cpu)
+_CPU["bisector_"] = njit(fastmath=FASTMATH, cache=True, inline="always")(
+    specialise(cell.bisector, _CPU, "bisector_cpu", cell.TARGET_NAMES))
+#: :func:`cell.cell_margins` on the CPU (data as (d, N))
+cell_margins = njit(fastmath=FASTMATH, cache=True)(
+    specialise(cell.cell_margins, _CPU, "cell_margins_cpu", cell.TARGET_NAMES + ("bisector_",)))
 
 
 @njit(parallel=True, cache=True)

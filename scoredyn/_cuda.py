@@ -132,39 +132,25 @@ def voronoi_pass(X, Y, tol):
     return tuple(o.copy_to_host() for o in outs)
 
 
-def integrate(X, args, n_save, q, d):
-    """Run the fused integrator; ``args`` are ``odeint.integrate``'s after the outputs' start.
+def integrate(X, kp, out):
+    """Run the fused integrator on the device.
 
     Parameters
     ----------
     X : (N, d) float64 ndarray
-    args : tuple
-        ``(Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, ell, adaptive, lawson, Berr, P, rtol,
-        atol, h0, max_steps, reg_kind, reg_param, recentre, delta, s_star)``.
-    n_save, q, d : int
-
-    Returns
-    -------
-    tuple of host arrays
-        ``(Ysave, Yout, Uout, centre, n_steps, n_rejected, nfev, status, nearest,
-        nearest_d2, max_norm, cell_changes, boundary_distance, entry_time, first_inside)``.
+    kp : engines.fused.KernelProblem
+    out : engines.fused.KernelOutputs
+        Host arrays, filled in place (they go to the device and come back).
     """
-    if d > cuda_odeint.MAX_D:
-        raise ValueError(f"backend='cuda' integrates in dimension d <= {cuda_odeint.MAX_D}; "
-                         f"got d = {d} (use backend='numba').")
-    stages = args[8].shape[0]
-    if stages > cuda_odeint.MAX_STAGES:
-        raise ValueError(f"backend='cuda' supports methods with at most "
-                         f"{cuda_odeint.MAX_STAGES} stages; this one has {stages}.")
-    dev_args = tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args)
-    ys = cuda.to_device(np.full((n_save, q, d), np.nan))
-    outs = [cuda.device_array((q, d)), cuda.device_array((q, d))]
-    outs += [cuda.device_array(q, dtype=np.int64) for _ in range(6)]
-    outs += [cuda.device_array(q), cuda.device_array(q)]
-    outs += [cuda.to_device(np.zeros(q, np.int64))]
-    outs += [cuda.device_array(q) for _ in range(3)]
+    d = kp.y0.shape[1]
+    if d > cuda_odeint.MAX_D or kp.C.size > cuda_odeint.MAX_STAGES:
+        raise ValueError(f"backend='cuda' integrates in d <= {cuda_odeint.MAX_D} with at most "
+                         f"{cuda_odeint.MAX_STAGES} stages; got d = {d}, {kp.C.size} stages.")
+    dev_in = tuple(cuda.to_device(a) for a in kp.arrays())
+    dev_out = tuple(cuda.to_device(a) for a in out.arrays())
     kernel = cuda_odeint.integrate_kernel(d)
-    blocks = max(1, -(-q // THREADS))
+    blocks = max(1, -(-kp.y0.shape[0] // THREADS))
     with _launches():
-        kernel[blocks, THREADS](cuda.to_device(X), *dev_args, ys, *outs)
-    return (ys.copy_to_host(),) + tuple(o.copy_to_host() for o in outs)
+        kernel[blocks, THREADS](cuda.to_device(X), *dev_in, *dev_out)
+    for host, dev in zip(out.arrays(), dev_out):
+        dev.copy_to_host(host)

@@ -62,7 +62,7 @@ class AmbientScore(ScoreField):
         self._field = EmpiricalScore(self.noisy)
         self.dim = X.shape[1]
 
-    def _residual(self, x, sigma, alpha, label):
+    def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by AmbientScore.")
         if np.any(sigma <= self.sigma_n):
@@ -72,7 +72,7 @@ class AmbientScore(ScoreField):
         sig2 = np.sqrt((sigma**2 - self.sigma_n**2)) / c
         alp2 = alpha / c
         # residual of the noisy-set field, rescaled: sigma^2 score = (sigma^2 / sig2^2) * (alp2 D - x)
-        res, _ = self._field._residual(x, sig2, alp2, None)
+        res, _ = self._field.residual(x, sig2, alp2, None)
         return res * (sigma**2 / sig2**2)[:, None], None
 
 

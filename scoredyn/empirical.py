@@ -115,7 +115,7 @@ class EmpiricalScore(ScoreField):
         return prep, posterior_reduce(prep, x64, alpha, sigma, want_top2=want_top2,
                                       method=self.method)
 
-    def _residual(self, x, sigma, alpha, label):
+    def residual(self, x, sigma, alpha, label=None):
         _, red = self._reduce(x, sigma, alpha, label)
         return alpha[:, None] * red.mean - x, red.log_normalizer()
 

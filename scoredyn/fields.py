@@ -2,8 +2,10 @@
 
 A field provides, for points ``x`` (Q, d) at noise level ``sigma`` and signal
 scale ``alpha`` (the forward process ``x_t = alpha x_0 + sigma eps``), the
-residual ``alpha D(x) - x`` and a shrink factor ``r`` in [0, 1] (``r = 1``
-unless regularised).  Tweedie's formula then gives all three (DESIGN.md §1):
+residual ``alpha D(x) - x`` (:meth:`ScoreField.residual`, with ``D`` the
+posterior mean ``E[x_0 | x_t = x]``) and a shrink factor ``r`` in [0, 1]
+(``r = 1`` unless regularised).  Tweedie's formula (Efron 2011, "Tweedie's
+formula and selection bias", eq. (1.4)) then gives all three:
 
 * score      ``grad log p_t(x) = r (alpha D - x) / sigma^2``
 * noise      ``eps*(x) = -sigma * score = r (x - alpha D) / sigma``
@@ -41,16 +43,61 @@ def array_io(method):
 
 
 class ScoreField:
-    """Base class of closed-form score fields (subclasses implement ``_residual``)."""
+    """Base class of score fields: implement :meth:`residual` (and set ``dim``).
 
-    #: dimension of the data space
+    Everything else — :meth:`score`, :meth:`noise`, :meth:`denoise` with their
+    input checks, :func:`scoredyn.solve` (the "numpy" engine), every sampler
+    of :mod:`scoredyn.sampling`, the smoothness analyses, mixed sampling and
+    the memorization metrics on generated samples — is built on
+    :meth:`residual`, so a field written outside the package runs wherever
+    the package's own fields do.  A minimal field, the exact score of data
+    ``N(mu, I)`` (``D = (alpha x + sigma^2 mu) / (alpha^2 + sigma^2)``)::
+
+        class UnitGaussian(scoredyn.ScoreField):
+            def __init__(self, mu):
+                self.mu = np.asarray(mu, float)
+                self.dim = self.mu.size
+
+            def residual(self, x, sigma, alpha, label=None):
+                D = (alpha[:, None] * x + (sigma**2)[:, None] * self.mu) / (alpha**2 + sigma**2)[:, None]
+                return alpha[:, None] * D - x, None
+
+    A trained denoiser ``D_theta(x, sigma)`` fits the same way:
+    ``return alpha[:, None] * D_theta(x, sigma, alpha) - x, None``.
+    """
+
+    #: dimension of the data space (set by subclasses)
     dim: int
     #: regularization (None: r = 1)
     regularization = None
+    #: dtype of the field's data: float32 data keep float32 results for float32 queries
+    _dtype = np.float64
 
-    def _residual(self, x, sigma, alpha, label):
-        """Return ``(alpha D - x, log_normalizer)``, shapes (Q, d) and (Q,) or None."""
-        raise NotImplementedError
+    def residual(self, x, sigma, alpha, label=None):
+        """The residual ``alpha D(x) - x = sigma^2 grad log p_t(x)`` (the extension point).
+
+        Called by the package with validated arrays; implement it in a subclass.
+
+        Parameters
+        ----------
+        x : (Q, d) float64 ndarray
+            Finite points.
+        sigma, alpha : (Q,) float64 ndarrays
+            Noise level and signal scale per point (``x_t = alpha x_0 + sigma eps``),
+            positive; ``sigma`` may be as small as 5e-324 or as large as 1e308.
+        label : optional
+            Class label for class-conditional fields (None: unconditional).
+
+        Returns
+        -------
+        residual : (Q, d) float64 ndarray
+            ``alpha D(x) - x`` with ``D = E[x_0 | x_t = x]``.
+        log_normalizer : (Q,) float64 ndarray or None
+            ``logsumexp`` of the softmax logits where the field's regularization
+            needs it (Empirical Bayes); None otherwise.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement "
+                                  f"`residual(x, sigma, alpha, label=None)`.")
 
     def _prepare(self, x, sigma, alpha):
         x64, xdtype = as_points(x, self.dim)
@@ -93,7 +140,7 @@ class ScoreField:
             ``r (alpha D - x) / sigma^2``.
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        res, lse = self._residual(x64, sigma, alpha, label)
+        res, lse = self.residual(x64, sigma, alpha, label)
         return self._scaled(res, self._factors(sigma, lse)[2]).astype(dt, copy=False)
 
     @array_io
@@ -103,7 +150,7 @@ class ScoreField:
         Parameters and shapes as in :meth:`score`.
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        res, lse = self._residual(x64, sigma, alpha, label)
+        res, lse = self.residual(x64, sigma, alpha, label)
         return (-self._scaled(res, self._factors(sigma, lse)[1])).astype(dt, copy=False)
 
     @array_io
@@ -117,6 +164,6 @@ class ScoreField:
         return self._denoised(x64, sigma, alpha, label).astype(dt, copy=False)
 
     def _denoised(self, x, sigma, alpha, label):
-        res, lse = self._residual(x, sigma, alpha, label)
+        res, lse = self.residual(x, sigma, alpha, label)
         r = self._factors(sigma, lse)[0]
         return (x + r[:, None] * res) / alpha[:, None]

@@ -105,7 +105,7 @@ class GaussianMixture(ScoreField):
         lse = logsumexp(logn, axis=1)
         return np.exp(logn - lse[:, None]), lse
 
-    def _residual(self, x, sigma, alpha, label):
+    def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
         logn, resid = self._components(x, sigma, alpha)

@@ -146,7 +146,7 @@ class ScoreMLP(ScoreField):
         return loss, grads
 
     # ------------------------------------------------------------------ field
-    def _residual(self, x, sigma, alpha, label):
+    def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by ScoreMLP.")
         st = sigma / alpha

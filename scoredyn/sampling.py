@@ -9,15 +9,22 @@
   (DDIM with ``eta``; DDPM ancestral), driven by a field or by a function
   ``step -> field`` (to mix fields along the path).
 
-In log-time the probability-flow ODE of every schedule is the one of
-:func:`scoredyn.solve` (DESIGN.md §2); the tests check that both agree.
+In log-time ``lambda = log(alpha / sigma)`` the probability-flow ODE of every
+schedule is the one of :func:`scoredyn.solve` (Karras, Aittala, Aila & Laine
+2022, arXiv:2206.00364, eq. (4) after the change of variables ``z = x / alpha``,
+``sigma~ = e^{-lambda}``); the tests check that both agree.
 """
 import numpy as np
 
 from ._validation import as_points, as_scalar
 from .fields import ScoreField
-from .integrators import get_method
+from .engines.base import STATUS_MESSAGES
 from .schedules import DDPM, Schedule
+from .solve import check_max_steps, method_options
+
+
+class IntegrationError(RuntimeError):
+    """An original-time sampler's integration did not reach the end of its span."""
 
 
 def _field_at(field, step):
@@ -48,6 +55,13 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
     -------
     (Q, d) ndarray
         States at ``t_span[1]``.
+
+    Raises
+    ------
+    IntegrationError
+        When a trajectory did not reach ``t_span[1]`` (too many steps, a step
+        below the resolution of t, or a non-finite state): a state part of the
+        way is never returned as a sample.
     """
     if not isinstance(schedule, Schedule):
         raise TypeError(f"`schedule` must be a Schedule; got {type(schedule).__name__}.")
@@ -56,7 +70,8 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
     if not (np.isfinite(t0) and np.isfinite(t1) and t0 > t1 > 0):
         raise ValueError(f"`t_span` must satisfy t0 > t1 > 0 (integration runs backwards); "
                          f"got {tuple(t_span)}.")
-    meth = get_method(method)
+    meth, h, rtol, atol = method_options(method, h, rtol, atol)
+    check_max_steps(max_steps)
     kw = {} if label is None else {"label": label}
 
     def rhs(y, tau):
@@ -65,8 +80,16 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
         sc = field.score(y, schedule.sigma(t), schedule.alpha(t), **kw)
         return -(schedule.drift_coefficient(t)[:, None] * y - 0.5 * schedule.g2(t)[:, None] * sc)
 
-    from ._solve_numpy import integrate_rhs
-    return integrate_rhs(rhs, x, (-t0, -t1), meth, h, rtol, atol, max_steps)
+    from .engines.numpy_engine import integrate_rhs
+    y, status = integrate_rhs(rhs, x, (-t0, -t1), meth, h, rtol, atol, max_steps)
+    failed = status != 0
+    if np.any(failed):
+        first = int(np.flatnonzero(failed)[0])
+        raise IntegrationError(
+            f"probability_flow: {int(failed.sum())} of {status.size} trajectories did not reach "
+            f"t = {t1} (trajectory {first}: {STATUS_MESSAGES[int(status[first])]}); raise "
+            f"`max_steps` or loosen `rtol`/`atol`, or lower `h`.")
+    return y
 
 
 def reverse_sde(field, schedule, x_T, t_span, *, n_steps, rng=None, label=None):

@@ -171,8 +171,9 @@ def test_integrator_kernel_compiles_for_sm90(d):
     from scoredyn.kernels import cuda_odeint as co
     M = "float64[:, ::1]"
     M3 = "float64[:, :, ::1]"
-    sig = (f"({M}, {M}, {V}, {IV}, {IV}, {M3}, {M}, {M}, {V}, {V}, float64, boolean, boolean, "
-           f"{V}, {M}, float64, float64, float64, int64, int64, float64, boolean, float64, float64, "
-           f"{M3}, {M}, {M}, {IV}, {IV}, {IV}, {IV}, {IV}, {IV}, {V}, {V}, {IV}, {V}, {V}, {V})")
+    IM = "int64[:, ::1]"
+    # (X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg, Ysave, Yout, Uout, outi, outf)
+    sig = (f"({M}, {M}, {V}, {IV}, {IV}, {M3}, {M}, {M}, {V}, {V}, {V}, {M}, {V}, "
+           f"{M3}, {M}, {M}, {IM}, {M})")
     ptx = _compile(co.integrate_source(d), sig)
     assert "mul.rn.f64" in ptx          # __dmul_rn: squares NVVM may not fuse into an FMA

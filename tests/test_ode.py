@@ -324,8 +324,14 @@ def test_recentred_collapse_is_resolved_to_s_60(method):
     (dict(save_at=[2.0, 1.0]), ValueError, r"`save_at` must be strictly increasing"),
     (dict(max_steps=0), ValueError, r"`max_steps` must be a positive integer; got 0"),
     (dict(backend="gpu"), ValueError, r"`backend` must be one of 'auto', 'numpy', 'numba', 'cuda'; got 'gpu'"),
-    (dict(recentre=True, backend="numpy"), ValueError, r"`recentre` and `delta` need the fused kernel"),
-    (dict(method="etd2m", h=0.1, backend="numba"), ValueError, r"backend 'numba' runs the fused kernel, which needs"),
+    (dict(recentre=True, backend="numpy"), ValueError, r"backend 'numpy' cannot run this problem: `recentre` and `delta` need a fused engine"),
+    (dict(method="etd2m", h=0.1, backend="numba"), ValueError, r"backend 'numba' runs the fused kernel, which cannot run this problem: it needs a one-step method"),
+    (dict(engine="scipy"), ValueError, r"`engine` must be one of 'numpy', 'numba', 'numba-lanes', 'cuda'; got 'scipy'"),
+    (dict(engine="numba-lanes", delta=0.1), ValueError, r"`engine`='numba-lanes' cannot run this problem: `recentre` and `delta` need"),
+    (dict(engine="numba", method="etd2m", h=0.1), ValueError, r"`engine`='numba' cannot run this problem: it needs a one-step method"),
+    (dict(engine="numpy", backend="numba"), ValueError, r"`engine`='numpy' runs on backend 'numpy', but `backend`='numba'"),
+    (dict(s_star=np.nan, delta=0.1), ValueError, r"`s_star` must be finite; got nan"),
+    (dict(delta=np.nan), ValueError, r"`delta` must be finite; got nan"),
 ])
 def test_bad_input(bad, exc, match):
     args = dict(field=sd.EmpiricalScore(authors_data()), y0=np.zeros((1, 2)), s_span=(0.0, 5.0))
@@ -356,25 +362,26 @@ LANE_CASES = [dict(method="dopri5", rtol=1e-7, atol=1e-9),
               dict(method="heun", h=0.05), dict(method="euler", h=0.02)]
 
 
-def _per_trajectory(monkeypatch, *args, **kw):
+def _per_trajectory(*args, **kw):
     """The same solve on the one-trajectory-per-thread kernel."""
-    import sys
-    solve_module = sys.modules["scoredyn.solve"]      # the attribute is the function
-    with monkeypatch.context() as m:
-        m.setattr(solve_module, "LANE_MIN_TRAJECTORIES", 10 ** 12)
-        return sd.solve(*args, **kw)
+    return sd.solve(*args, engine="numba", **kw)
+
+
+def _lanes(*args, **kw):
+    """The same solve on the SIMD-lane kernel."""
+    return sd.solve(*args, engine="numba-lanes", **kw)
 
 
 @pytest.mark.parametrize("kw", LANE_CASES, ids=[c["method"] for c in LANE_CASES])
-def test_lane_kernel_matches_the_per_trajectory_kernel(monkeypatch, authors_problem, kw):
+def test_lane_kernel_matches_the_per_trajectory_kernel(authors_problem, kw):
     """SIMD-lane stepping is the same scheme: 300 trajectories (4 full lane sets and a partial
     one), save times that split the span into segments of different step sizes (exponential
     coefficients differ per segment), every diagnostic compared."""
     field = authors_problem[0]
     y0 = 1.5 * np.random.default_rng(3).standard_normal((300, 2))
     opts = dict(save_at=[0.7, 2.0, 5.5], **kw)
-    a = sd.solve(field, y0, (0.0, 8.0), **opts)
-    b = _per_trajectory(monkeypatch, field, y0, (0.0, 8.0), **opts)
+    a = _lanes(field, y0, (0.0, 8.0), **opts)
+    b = _per_trajectory(field, y0, (0.0, 8.0), **opts)
     assert a.success and b.success
     # adaptive steps follow the error norm (a difference of nearly equal stages), so the
     # two kernels' step sizes, and then the states, agree to ~1e-9 of the O(1) states
@@ -391,12 +398,12 @@ def test_lane_kernel_matches_the_per_trajectory_kernel(monkeypatch, authors_prob
 @pytest.mark.parametrize("method", ["dopri5", "gl-dopri5"])
 @pytest.mark.parametrize("reg", [sd.Tikhonov(1e-2), sd.EmpiricalBayes(0.05)],
                          ids=["tikhonov", "empirical_bayes"])
-def test_lane_kernel_regularised(monkeypatch, authors_problem, reg, method):
+def test_lane_kernel_regularised(authors_problem, reg, method):
     data = authors_problem[0].data
     field = sd.EmpiricalScore(data, regularization=reg)
     y0 = np.random.default_rng(4).standard_normal((200, 2))
-    a = sd.solve(field, y0, (0.0, 10.0), method=method, rtol=1e-8)
-    b = _per_trajectory(monkeypatch, field, y0, (0.0, 10.0), method=method, rtol=1e-8)
+    a = _lanes(field, y0, (0.0, 10.0), method=method, rtol=1e-8)
+    b = _per_trajectory(field, y0, (0.0, 10.0), method=method, rtol=1e-8)
     np.testing.assert_array_equal(a.n_steps, b.n_steps)
     np.testing.assert_array_equal(a.n_rejected, b.n_rejected)
     # adaptive: step sizes follow the error norm, a difference of nearly equal stages, so
@@ -411,19 +418,19 @@ def test_lane_kernel_regularised(monkeypatch, authors_problem, reg, method):
     assert np.all(gap <= np.maximum(1e-9, 0.01 * own)), (gap.max(), own[np.argmax(gap)])
 
 
-def test_lane_kernel_failures_are_reported(monkeypatch, authors_problem):
+def test_lane_kernel_failures_are_reported(authors_problem):
     field = authors_problem[0]
     y0 = np.random.default_rng(5).standard_normal((150, 2))
-    a = sd.solve(field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
-    b = _per_trajectory(monkeypatch, field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
+    a = _lanes(field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
+    b = _per_trajectory(field, y0, (0.0, 8.0), method="dopri5", max_steps=5)
     assert np.all(a.status == 1) and np.all(a.n_steps == 5)
     # stopped mid-span at adaptive step starts, which agree to ~1e-9 of the O(1) states (see
     # above): an absolute tolerance, since a component near 0 carries the same absolute
     # difference (a bare rtol failed on a component of 0.006 off by 1.7e-10)
     np.testing.assert_allclose(a.y, b.y, rtol=1e-9, atol=1e-9)
     y0[::3] = 1e300                                       # Euler overflows from there
-    a = sd.solve(field, y0, (0.0, 2e10), method="euler", h=1e10)
-    b = _per_trajectory(monkeypatch, field, y0, (0.0, 2e10), method="euler", h=1e10)
+    a = _lanes(field, y0, (0.0, 2e10), method="euler", h=1e10)
+    b = _per_trajectory(field, y0, (0.0, 2e10), method="euler", h=1e10)
     assert np.all(a.status[::3] == 3) and np.all(np.isfinite(a.y))
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(a.y, b.y)

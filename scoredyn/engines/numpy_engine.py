@@ -1,12 +1,26 @@
 """The numpy engine of :func:`scoredyn.solve`: any field, any registered method.
 
 Vectorised over trajectories; fixed-step methods share the step grid, the
-adaptive ones keep a step size, acceptance and status per trajectory.
+adaptive ones keep a step size, acceptance and status per trajectory.  The
+scheme is the fused kernels' (:func:`scoredyn.kernels.trajectory.advance`):
+the same error norm, PI controller and dense-output weights, taken from
+:mod:`scoredyn.kernels.scalar` and applied per trajectory, so an adaptive
+solve takes the same steps on every engine.  The field is evaluated through
+its public :meth:`scoredyn.ScoreField.residual`, so fields written outside the
+package run here.
 """
 import numpy as np
 
-from .kernels import odeint
-from .solve import STATUS_MESSAGES, SolveResult, _grid, _initial_step
+from ..kernels import scalar
+from ..kernels.trajectory import (STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_STEP_UNDERFLOW,
+                                  STATUS_SUCCESS)
+from .base import Engine, Problem, SolveResult, messages
+
+# the kernels' scalar formulas, one trajectory (or component) at a time
+_error_ratio = np.vectorize(scalar.error_ratio, otypes=[float])
+_accept_exponent = np.vectorize(scalar.accept_step_exponent, otypes=[float])
+_reject_exponent = np.vectorize(scalar.reject_step_exponent, otypes=[float])
+_next_log_errold = np.vectorize(scalar.next_log_errold, otypes=[float])
 
 
 def _rhs(field, z, s, label):
@@ -16,56 +30,91 @@ def _rhs(field, z, s, label):
     # past s ~ 745 sigma underflows to 0, where the fields take their exact limits
     # (1 / sigma^2 = inf picks the nearest site); that is not an error here
     with np.errstate(divide="ignore", over="ignore"):
-        res, lse = field._residual(z, sigma, np.ones_like(sigma), label)
+        res, lse = field.residual(z, sigma, np.ones_like(sigma), label)
         return field._factors(sigma, lse)[0][:, None] * res
 
 
 def _rms(err, y, ynew, rtol, atol):
-    sc = atol + rtol * np.maximum(np.abs(y), np.abs(ynew))
-    return np.sqrt(np.mean((err / sc) ** 2, axis=1))
+    """The RMS error norm per trajectory, from :func:`scalar.error_ratio` per component."""
+    return np.sqrt(np.mean(_error_ratio(err, y, ynew, rtol, atol) ** 2, axis=1))
 
 
 def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
-    """Integrate ``y' = rhs(y, s)`` (``s`` a (Q,) array) over ``span``; final states (Q, d)."""
+    """Integrate ``y' = rhs(y, s)`` (``s`` a (Q,) array) over ``span`` with ``meth``.
+
+    Returns
+    -------
+    y : (Q, d) ndarray
+        Final states (the last finite state where a trajectory stopped).
+    status : (Q,) int ndarray
+        As :attr:`SolveResult.status`.
+    """
     span = np.asarray(span, dtype=float)
-    save = np.empty(0)
     q = y0.shape[0]
-    stats = [np.zeros(q, np.int64) for _ in range(4)]
+    stats = [np.zeros(q, np.int64) for _ in range(3)]
+    status = np.full(q, STATUS_SUCCESS, np.int64)
     max_norm = np.linalg.norm(y0, axis=1)
-    grid, slot = _grid(span, save)
+    grid, slot = span, np.full(2, -1, np.int64)
     ys = np.empty((0,) + y0.shape)
     if meth.adaptive:
-        return _adaptive(rhs, y0, grid, slot, meth, h, rtol, atol, max_steps, ys, *stats,
-                         max_norm)
-    if h is None:
-        raise ValueError(f"`h` is required for the fixed-step method {meth.name!r}.")
-    return _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], stats[3],
-                  max_norm)
+        first = h if h is not None else _first_step(span, meth, rtol)
+        y = _adaptive(rhs, y0, grid, slot, meth, first, rtol, atol, max_steps, ys, *stats,
+                      status, max_norm)
+    else:
+        y = _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], status,
+                   max_norm)
+    return y, status
 
 
-def solve_numpy(field, y0, span, meth, h, rtol, atol, save, max_steps, label):
+def _first_step(span, meth, rtol):
+    return Problem(None, None, np.asarray(span, float), meth, None, rtol, 0.0, np.empty(0),
+                   1).first_step
+
+
+class NumpyEngine(Engine):
+    """Vectorised numpy over trajectories: any :class:`scoredyn.ScoreField`, every method
+    (multistep ones included); no recentring or ``V^delta`` tracking."""
+
+    name = "numpy"
+    backend = "numpy"
+
+    def unavailable(self, problem):
+        if problem.recentre or problem.delta is not None:
+            return ("`recentre` and `delta` need a fused engine ('numba' or 'cuda': an "
+                    "EmpiricalScore field and a one-step method)")
+        return None
+
+    def run(self, problem):
+        return solve_numpy(problem)
+
+
+def solve_numpy(problem):
+    """Run ``problem`` (a :class:`Problem`) on the numpy engine."""
+    field, y0, label = problem.field, problem.y0, problem.label
+    meth, save = problem.method, problem.save
     q, d = y0.shape
 
     def rhs(z, s):
         return _rhs(field, z, s, label)
 
-    grid, slot = _grid(span, save)
+    grid, slot = problem.grid
     ys = np.full((save.size, q, d), np.nan)
     n_steps = np.zeros(q, np.int64)
     n_rej = np.zeros(q, np.int64)
     nfev = np.zeros(q, np.int64)
-    status = np.full(q, odeint.STATUS_SUCCESS, np.int64)
+    status = np.full(q, STATUS_SUCCESS, np.int64)
     max_norm = np.linalg.norm(y0, axis=1)
     if slot[0] >= 0:
         ys[slot[0]] = y0
     if meth.adaptive:
-        y = _adaptive(rhs, y0, grid, slot, meth, h, rtol, atol, max_steps, ys, n_steps,
-                      n_rej, nfev, status, max_norm)
+        y = _adaptive(rhs, y0, grid, slot, meth, problem.first_step, problem.rtol, problem.atol,
+                      problem.max_steps, ys, n_steps, n_rej, nfev, status, max_norm)
     else:
-        y = _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, max_norm)
+        y = _fixed(rhs, y0, grid, slot, meth, problem.h, problem.max_steps, ys, n_steps, nfev,
+                   status, max_norm)
     result = SolveResult(y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev,
-                         status=status, method=meth.name,
-                         message=[STATUS_MESSAGES[int(st)] for st in status], max_norm=max_norm)
+                         status=status, method=meth.name, message=messages(status),
+                         max_norm=max_norm, engine="numpy")
     if hasattr(field, "nearest"):
         kw = {} if label is None else {"label": label}
         i1, _, r1, _ = field.nearest(y, **kw)
@@ -89,7 +138,7 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
             A, b, c, E, Ef, ell = meth.coefficients(hk)
         for i in range(n):
             if n_steps[0] >= max_steps:
-                status[:] = odeint.STATUS_MAX_STEPS
+                status[:] = STATUS_MAX_STEPS
                 return y
             s = grid[k] + i * hk
             sv = np.full(q, s)
@@ -110,7 +159,7 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
                     nfev += 1
                 ynew = Ef * y + hk * sum(b[st] * G[st] for st in range(c.size))
             bad = ~np.all(np.isfinite(ynew), axis=1)
-            status[bad] = odeint.STATUS_NONFINITE
+            status[bad] = STATUS_NONFINITE
             y = np.where(bad[:, None], y, ynew)
             n_steps += 1
             max_norm[:] = np.maximum(max_norm, np.linalg.norm(y, axis=1))
@@ -150,18 +199,23 @@ def _lawson_stages(rhs, meth, y, s, h, f0, nfev, idx):
     return ynew, err, K, combine
 
 
+def _subset(combine, ok):
+    """``combine`` of :func:`_lawson_stages` for the trajectories ``ok`` (a mask) of its step."""
+    keep = np.flatnonzero(ok)
+    return lambda bth, th, rows, j: combine(bth, th, keep[rows], j)
+
+
 def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps, n_rej,
               nfev, status, max_norm):
     A, b, c, _, _, _ = meth.coefficients(None)
     berr = np.asarray(meth.b_err, float)
     P = None if meth.P is None else np.asarray(meth.P, float)
     fsal = c[-1] == 1.0 and np.allclose(A[-1], b)
-    order = meth.error_order or meth.order
     q = y0.shape[0]
     y = y0.copy()
     s = np.full(q, grid[0])
-    h = np.full(q, h0 if h0 is not None else _initial_step(grid[[0, -1]], meth.order, rtol))
-    errold = np.full(q, 1e-4)
+    h = np.full(q, float(h0))
+    lerrold = np.full(q, scalar.LOG_ERROLD_START)
     nxt = np.ones(q, np.int64)   # next grid index to reach / save
     active = np.ones(q, bool)
     f0 = rhs(y, s)
@@ -169,7 +223,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
     while np.any(active):
         idx = np.flatnonzero(active)
         over = n_steps[idx] >= max_steps
-        status[idx[over]] = odeint.STATUS_MAX_STEPS
+        status[idx[over]] = STATUS_MAX_STEPS
         active[idx[over]] = False
         idx = idx[~over]
         if idx.size == 0:
@@ -177,18 +231,24 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
         yi, si = y[idx], s[idx]
         target = grid[-1] if P is not None else grid[nxt[idx]]
         hi = np.minimum(h[idx], target - si)
+        if meth.lawson:
+            hi = np.minimum(hi, meth.MAX_STEP)
         tiny = hi <= 1e-14 * np.maximum(1.0, np.abs(si))
         if np.any(tiny):
-            status[idx[tiny]] = odeint.STATUS_STEP_UNDERFLOW
+            status[idx[tiny]] = STATUS_STEP_UNDERFLOW
             active[idx[tiny]] = False
             keep = ~tiny
             idx, yi, si, hi = idx[keep], yi[keep], si[keep], hi[keep]
             if idx.size == 0:
                 continue
+            target = target if np.ndim(target) == 0 else target[keep]
+        # the step that reaches its target ends there exactly (s + (target - s) can round
+        # below it when s < 0)
+        s_next = np.where(hi >= target - si, target, si + hi)
         if meth.lawson:
-            hi = np.minimum(hi, meth.MAX_STEP)
             ynew, err, K, combine = _lawson_stages(rhs, meth, yi, si, hi, f0[idx], nfev, idx)
         else:
+            combine = None
             K = [f0[idx]]
             for st in range(1, c.size):
                 Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
@@ -196,25 +256,35 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
                 nfev[idx] += 1
             ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
             err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
+        # a non-finite new state ends its trajectory, which keeps its last finite state
+        bad = ~np.all(np.isfinite(ynew), axis=1)
+        if np.any(bad):
+            status[idx[bad]] = STATUS_NONFINITE
+            active[idx[bad]] = False
+            ok = ~bad
+            idx, yi, si, hi, ynew, err, s_next = (idx[ok], yi[ok], si[ok], hi[ok], ynew[ok],
+                                                   err[ok], s_next[ok])
+            K = [Kj[ok] for Kj in K]
+            if combine is not None:
+                combine = _subset(combine, ok)
         en = _rms(err, yi, ynew, rtol, atol)
-        en = np.where(np.all(np.isfinite(ynew), axis=1), en, np.inf)
         acc = en <= 1.0
         rej = ~acc
         n_rej[idx[rej]] += 1
-        h[idx[rej]] = hi[rej] * np.maximum(0.2, 0.9 * np.where(np.isfinite(en[rej]), en[rej], 1e10)
-                                           ** (-1.0 / (order + 1)))
+        if np.any(rej):
+            h[idx[rej]] = hi[rej] * np.exp(_reject_exponent(np.log(en[rej])))
         ia = idx[acc]
         if ia.size:
-            ha, ya, yn, sa = hi[acc], yi[acc], ynew[acc], si[acc]
+            ha, ya, yn, sa, sn = hi[acc], yi[acc], ynew[acc], si[acc], s_next[acc]
             Ka = [Kj[acc] for Kj in K]
             # saves inside (s, s + h]: dense output or exact landing
             for jj, qq in enumerate(ia):
-                while nxt[qq] < grid.size and grid[nxt[qq]] <= sa[jj] + ha[jj] * (1 + 1e-15):
+                while nxt[qq] < grid.size and grid[nxt[qq]] <= sn[jj]:
                     sl = slot[nxt[qq]]
                     if sl >= 0:
                         if P is not None:
                             th = (grid[nxt[qq]] - sa[jj]) / ha[jj]
-                            w = P @ (th ** np.arange(1, 5))
+                            w = scalar.dense_weight(th, P[:, 0], P[:, 1], P[:, 2], P[:, 3])
                             if meth.lawson:
                                 ys[sl, qq] = combine(w, th, acc, jj)
                             else:
@@ -223,12 +293,13 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
                         else:
                             ys[sl, qq] = yn[jj]
                     nxt[qq] += 1
-            e_acc = en[acc]
-            fac = 0.9 * np.maximum(e_acc, 1e-10) ** (-0.7 / (order + 1)) * errold[ia] ** (0.4 / (order + 1))
-            errold[ia] = np.maximum(e_acc, 1e-4)
-            h[ia] = ha * np.minimum(5.0, np.maximum(0.2, fac))
+            with np.errstate(divide="ignore"):     # en = 0 (exact step): log = -inf, floored
+                log_en = np.log(en[acc])
+            fac = np.exp(_accept_exponent(log_en, lerrold[ia]))
+            lerrold[ia] = _next_log_errold(log_en)
+            h[ia] = ha * fac
             y[ia] = yn
-            s[ia] = sa + ha
+            s[ia] = sn
             n_steps[ia] += 1
             max_norm[ia] = np.maximum(max_norm[ia], np.linalg.norm(yn, axis=1))
             if fsal:
@@ -236,7 +307,6 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             else:
                 f0[ia] = rhs(yn, s[ia])
                 nfev[ia] += 1
-            done = s[ia] >= grid[-1] * (1 - 1e-15) - 1e-300
-            done |= nxt[ia] >= grid.size
+            done = (s[ia] >= grid[-1]) | (nxt[ia] >= grid.size)
             active[ia[done]] = False
     return y

@@ -1,0 +1,164 @@
+"""The engines of ``solve`` as objects, and a score field defined outside the package."""
+import numpy as np
+import pytest
+
+import scoredyn as sd
+from scoredyn.engines import ENGINES, LANE_MIN_TRAJECTORIES
+
+from .test_ode import authors_data
+
+CPU_ENGINES = ("numpy", "numba", "numba-lanes")
+
+
+@pytest.mark.parametrize("method", ["dopri5", "gl-dopri5"])
+def test_every_engine_takes_the_same_steps(method):
+    """One scheme on every engine: the same error norm, PI controller, end-of-span rule and
+    dense output, so equal step, rejection and evaluation counts per trajectory.
+
+    The states differ only by the rounding of the posterior reduction (numpy over the
+    whole data, the per-trajectory kernel in tiles with an online softmax, the lane kernel
+    in two passes): a few ulps of the O(1) state per evaluation, carried through ~150
+    evaluations by a flow that contracts inside cells, so ~1e-13 (measured: 5e-14 at the
+    end, 4e-13 at the save times).  A change in the step sequence moves a state by
+    ~rtol = 1e-6, so the 1e-12 bound also proves the steps equal where the counts agree.
+    """
+    field = sd.EmpiricalScore(authors_data())
+    y0 = 1.5 * np.random.default_rng(11).standard_normal((40, 2))
+    res = {e: sd.solve(field, y0, (0.0, 8.0), method=method, rtol=1e-6, atol=1e-8,
+                       save_at=[1.0, 4.5], engine=e) for e in CPU_ENGINES}
+    ref = res["numba"]
+    assert ref.success and ref.n_rejected.sum() > 0          # the controller was exercised
+    for name, r in res.items():
+        assert r.engine == name
+        for attr in ("n_steps", "n_rejected", "nfev", "status", "nearest"):
+            np.testing.assert_array_equal(getattr(r, attr), getattr(ref, attr),
+                                          err_msg=f"{name}: {attr}")
+        np.testing.assert_allclose(r.y, ref.y, rtol=0, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(r.ys, ref.ys, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_the_end_of_the_span_is_reached_exactly():
+    """``s + (s1 - s)`` rounds below ``s1`` when ``s < 0 < s1`` or ``s1 < 0``; the step that
+    reaches the end must end there, not leave a one-ulp step that underflows (status 2)."""
+    field = sd.EmpiricalScore(authors_data())
+    y0 = np.random.default_rng(12).standard_normal((300, 2))
+    for span in ((-3.7, 0.01), (-7.3, -0.01), (-0.3, 5.1)):
+        for engine in CPU_ENGINES:
+            r = sd.solve(field, y0, span, method="dopri5", rtol=1e-7, save_at=[span[1]],
+                         engine=engine)
+            assert r.success, (span, engine, np.bincount(r.status))
+            # the save at s1 is the dense output at theta = 1, equal to the step's update
+            # up to the rounding of a differently ordered sum: a few ulps of the state
+            np.testing.assert_allclose(r.ys[0], r.y, rtol=0, atol=8 * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("q,kw,expected", [
+    (10, {}, "numba"),
+    (LANE_MIN_TRAJECTORIES, {}, "numba-lanes"),
+    (LANE_MIN_TRAJECTORIES, dict(delta=0.1), "numba"),
+    (LANE_MIN_TRAJECTORIES, dict(recentre=True), "numba"),
+    (10, dict(backend="numpy"), "numpy"),
+    (10, dict(method="etd2m", h=0.1, backend="numpy"), "numpy"),
+    (10, dict(engine="numba-lanes"), "numba-lanes"),
+])
+def test_the_automatic_choice(q, kw, expected):
+    field = sd.EmpiricalScore(authors_data())
+    y0 = np.random.default_rng(13).standard_normal((q, 2))
+    assert sd.solve(field, y0, (0.0, 1.0), backend=kw.pop("backend", "numba"), **kw
+                    ).engine == expected
+
+
+def test_a_field_that_is_not_empirical_runs_on_numpy():
+    gm = sd.GaussianMixture([[0.0, 1.0]], [0.5])
+    r = sd.solve(gm, np.zeros((3, 2)), (0.0, 1.0))
+    assert r.engine == "numpy" and r.success
+
+
+def test_registry_is_complete():
+    assert set(ENGINES) == {"numpy", "numba", "numba-lanes", "cuda"}
+    for name, engine in ENGINES.items():
+        assert engine.name == name and engine.backend in ("numpy", "numba", "cuda")
+
+
+# -- the extension point: a field from outside the package -----------------------------------
+
+class UnitGaussian(sd.ScoreField):
+    """The exact field of data ``N(mu, v I)``, written as a user would: only ``residual``.
+
+    ``D(x) = E[x_0 | x_t = x] = (alpha v x + sigma^2 mu) / (alpha^2 v + sigma^2)``.
+    """
+
+    def __init__(self, mu, v):
+        self.mu = np.asarray(mu, float)
+        self.v = float(v)
+        self.dim = self.mu.size
+
+    def residual(self, x, sigma, alpha, label=None):
+        a, s2 = alpha[:, None], (sigma ** 2)[:, None]
+        D = (a * self.v * x + s2 * self.mu) / (a ** 2 * self.v + s2)
+        return a * D - x, None
+
+
+MU, VAR = np.array([0.3, -1.2]), 0.7
+
+
+@pytest.fixture
+def pair():
+    """The user's field and the package's own field of the same data."""
+    return UnitGaussian(MU, VAR), sd.GaussianMixture(MU[None], [VAR])
+
+
+def test_user_field_everywhere_fields_run(pair):
+    """The same answers as the package's GaussianMixture of the same data, in every
+    consumer of fields.  Both evaluate the same closed form in a different order, so they
+    agree to a few ulps per evaluation (1e-12 after a whole solve)."""
+    mine, ref = pair
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((25, 2))
+    close = dict(rtol=1e-12, atol=1e-12)
+    for name in ("score", "noise", "denoise"):
+        np.testing.assert_allclose(getattr(mine, name)(x, 0.4, 0.9), getattr(ref, name)(x, 0.4, 0.9),
+                                   **close)
+    # solve (numpy engine), adaptive and fixed-step
+    for kw in (dict(method="dopri5", rtol=1e-8), dict(method="etdrk4", h=0.1)):
+        a = sd.solve(mine, x, (0.0, 6.0), save_at=[2.0], **kw)
+        b = sd.solve(ref, x, (0.0, 6.0), save_at=[2.0], **kw)
+        assert a.success and a.engine == "numpy"
+        np.testing.assert_array_equal(a.n_steps, b.n_steps)
+        np.testing.assert_allclose(a.y, b.y, **close)
+        np.testing.assert_allclose(a.ys, b.ys, **close)
+    # original-time samplers
+    np.testing.assert_allclose(sd.probability_flow(mine, sd.VE(), x, (2.0, 0.05)),
+                               sd.probability_flow(ref, sd.VE(), x, (2.0, 0.05)), **close)
+    np.testing.assert_allclose(sd.reverse_sde(mine, sd.VP(), x, (1.0, 0.01), n_steps=50, rng=3),
+                               sd.reverse_sde(ref, sd.VP(), x, (1.0, 0.01), n_steps=50, rng=3),
+                               **close)
+    dd = sd.DDPM(T=50)
+    np.testing.assert_allclose(sd.ddim_sample(mine, dd, x), sd.ddim_sample(ref, dd, x), **close)
+    np.testing.assert_allclose(sd.ddpm_sample(mine, dd, x, rng=4), sd.ddpm_sample(ref, dd, x, rng=4),
+                               **close)
+    # smoothness analyses: the user's field has no exact Jacobian, so central differences
+    # (noise is affine in x here: exact up to rounding, eps |eps*| / h ~ 1e-16 / 1e-5 relative)
+    lam = np.array([0.0, 0.3, 0.7])
+    for fn in (sd.smoothness.pseudo_difference_quotient, sd.smoothness.interpolation_loss):
+        np.testing.assert_allclose(fn(mine, dd, MU, -MU, 20, lam, rng=5),
+                                   fn(ref, dd, MU, -MU, 20, lam, rng=5), **close)
+    np.testing.assert_allclose(sd.smoothness.noise_jacobian(mine, dd, x[:4], 20),
+                               sd.smoothness.noise_jacobian(ref, dd, x[:4], 20), rtol=1e-8,
+                               atol=1e-8)
+    # mixed sampling, with the user's field outside the window
+    data = sd.EmpiricalScore(rng.standard_normal((10, 2)))
+    a = sd.ddpm.mixed_sample(data, mine, dd, x, (1, 10), rng=6)
+    b = sd.ddpm.mixed_sample(data, ref, dd, x, (1, 10), rng=6)
+    np.testing.assert_allclose(a, b, **close)
+    # memorization metrics on the user's samples
+    ra = sd.memorization.memorization_ratio(a, data.data, n_bootstrap=50, rng=7)
+    rb = sd.memorization.memorization_ratio(b, data.data, n_bootstrap=50, rng=7)
+    assert ra.value == rb.value
+
+
+def test_a_field_without_residual_says_what_to_implement():
+    class Empty(sd.ScoreField):
+        dim = 2
+    with pytest.raises(NotImplementedError, match=r"Empty must implement `residual\(x, sigma, alpha"):
+        Empty().score(np.zeros((1, 2)), 0.5)
