@@ -1,4 +1,5 @@
-"""Ambient diffusion (seed 004: Shah, Kalavasis, Klivans, Daras), in closed form.
+"""Ambient diffusion (Shah, Kalavasis, Klivans & Daras 2025, "Does Generation
+Require Memorization? Creative Diffusion Models using Ambient Diffusion"), in closed form.
 
 Conventions of the paper: variance-preserving, ``x_t = sqrt(1 - sigma_t^2) x_0 + sigma_t eps``.
 

@@ -1,8 +1,8 @@
 """The exact score of the empirical distribution smeared by Gaussian noise.
 
 For ``p_0 = (1/N) sum_i delta_{x_i}`` and ``x_t = alpha x_0 + sigma eps``,
-``p_t = (1/N) sum_i N(alpha x_i, sigma^2 I)`` and (DESIGN.md §1; seed 001,
-"Optimal empirical score"; seed 003 eq. for the optimal denoiser):
+``p_t = (1/N) sum_i N(alpha x_i, sigma^2 I)`` and (Baptista et al. 2025, arXiv:2501.15785,
+"Optimal empirical score"; Gu et al., TMLR 2025, arXiv:2310.02664, eq. (2)):
 
 * ``w_i(x) = softmax_i(l_i)``, ``l_i = -|x - alpha x_i|^2 / (2 sigma^2)``
 * ``D(x) = sum_i w_i x_i``, score ``(alpha D - x) / sigma^2``
@@ -31,11 +31,11 @@ class EmpiricalScore(ScoreField):
         Exact regularised optimum (see :mod:`scoredyn.regularization`).
     labels : (N,) array_like, optional
         Class labels; methods then accept ``label=`` and use only that class's
-        points (seed 003, Appendix A.3: the class-conditional optimum).
+        points (Gu et al., TMLR 2025, arXiv:2310.02664, Appendix A.3: the class-conditional optimum).
     method : {"auto", "direct", "gemm"}
         CPU kernels: how squared distances are formed: direct differences
         (``d <= 24`` under "auto") or BLAS with exact recomputation where
-        rounding matters.  Both are exact in the sense of DESIGN.md §4; the
+        rounding matters.  Both are exact in the sense of :mod:`scoredyn.kernels`, "Numerical traps"; the
         choice is speed only.  (The GPU forms every distance by direct differences.)
     backend : {"auto", "numba", "cuda", "numpy"} or None
         Where the O(Q N d) reduction runs (:mod:`scoredyn.backend`; None reads

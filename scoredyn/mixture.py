@@ -1,7 +1,7 @@
 """Gaussian-mixture data: the exact (population) score of a generalising model.
 
 For ``p_0 = sum_k pi_k N(mu_k, S_k)`` and ``x_t = alpha x_0 + sigma eps``
-(DESIGN.md §1), ``p_t = sum_k pi_k N(alpha mu_k, C_k)``, ``C_k = alpha^2 S_k + sigma^2 I``.
+``p_t = sum_k pi_k N(alpha mu_k, C_k)``, ``C_k = alpha^2 S_k + sigma^2 I``.
 With ``S_k = V_k diag(lambda_k) V_k^T`` and ``u_k = V_k^T (x - alpha mu_k)``:
 
 * ``log N_k(x) = -1/2 sum_j u_kj^2 / c_kj - 1/2 sum_j log c_kj - (d/2) log 2 pi``,

@@ -20,7 +20,7 @@ from ._validation import as_points, as_scalar
 from .fields import ScoreField
 from .engines.base import STATUS_MESSAGES
 from .schedules import DDPM, Schedule
-from .solve import check_max_steps, method_options
+from .solver import check_max_steps, method_options
 
 
 class IntegrationError(RuntimeError):

@@ -294,7 +294,7 @@ def test_device_arrays_in_device_arrays_out(monkeypatch):
 
 
 def test_tiled_path_exact_on_the_design_case(simulator, monkeypatch):
-    """DESIGN.md §4's trap on the GPU's tiled path, at d = 256 (d = 3072 takes minutes in the
+    """The cancellation trap on the GPU's tiled path, at d = 256 (d = 3072 takes minutes in the
     simulator; tests/test_gpu.py runs it on hardware): two sites whose squared distances to
     y differ by ~1e-7 relative, sigma = 1e-6.  D within 1e-8 of the CPU kernel (held to a
     60-digit reference in tests/test_extremes.py), where the GEMM expansion misplaces the

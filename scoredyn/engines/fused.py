@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..coldstart import compiling
 from ..kernels import trajectory as tr
 from .base import Engine, SolveResult, messages
 
@@ -190,7 +191,9 @@ class NumbaEngine(Engine):
         from ..kernels import odeint
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        odeint.integrate(problem.field._prepared(problem.label).XT, *kp.arrays(), *out.arrays())
+        with compiling("solve (per trajectory)", odeint.integrate):
+            odeint.integrate(problem.field._prepared(problem.label).XT, *kp.arrays(),
+                             *out.arrays())
         return out.result(problem, self.name)
 
 
@@ -210,8 +213,9 @@ class LaneEngine(NumbaEngine):
         from ..kernels import odeint_lanes
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        odeint_lanes.integrate_lanes(problem.field._prepared(problem.label).XT, *kp.arrays(),
-                                     *out.arrays())
+        with compiling("solve (SIMD lanes)", odeint_lanes.integrate_lanes):
+            odeint_lanes.integrate_lanes(problem.field._prepared(problem.label).XT,
+                                         *kp.arrays(), *out.arrays())
         return out.result(problem, self.name)
 
 
