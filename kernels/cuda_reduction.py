@@ -4,7 +4,7 @@ Same outputs as :func:`scoredyn.kernels.reduction.reduce_direct` — posterior
 mean, ``(dmin, lsum)`` of the log-normaliser, the two nearest sites — with the
 same distance-space online softmax (every exponent ``<= 0``, exact ties and
 limits), and squared distances from direct differences at every ``d`` (so the
-logit error is ``O(u |y - a x|^2 / sigma^2)``, DESIGN.md §4: exact near
+logit error is ``O(u |y - a x|^2 / sigma^2)``, see "Numerical traps" in :mod:`scoredyn.kernels`: exact near
 boundaries, no GEMM expansion).  Two kernels:
 
 * **small d** (``d <= SMALL_MAX_D``, one thread per query): the data stream

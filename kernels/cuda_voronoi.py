@@ -4,7 +4,7 @@ One thread per query, any ``d``: the data stream through shared memory in
 tiles of ``TV`` points by ``KC`` coordinates, and each thread accumulates the
 partial sums of the tile's points in registers.  Three passes over the data:
 the two nearest sites, then ``min_l h_l`` and the distance gap from
-``(y - m).Delta`` (no difference of squared distances, DESIGN.md §3, the
+``(y - m).Delta`` (no difference of squared distances, the
 formula of :func:`scalar.bisector_margins`), then the count of bisectors tied
 with the minimum.  float64 only: boundary distances at the scales the theorem
 needs are below float32's resolution.

@@ -19,7 +19,7 @@ Near a Voronoi boundary at tiny sigma only the few competing sites are
 recomputed; at moderate sigma ``E / (2 sigma^2)`` is already below ``tau``
 and nothing is.  The result: logits are never worse than ``4x`` the
 direct-difference bound or ``tau``, which the GEMM expansion alone misses by
-orders of magnitude (DESIGN.md §4).
+orders of magnitude (see "Numerical traps" in :mod:`scoredyn.kernels`).
 """
 import numpy as np
 from numba import njit

@@ -2,7 +2,7 @@
 
 For each query ``y_q`` (a row of ``Y``) and data ``x_1..x_N`` (columns of
 ``XT``) one pass over the data computes, with an online softmax in distance
-space (DESIGN.md §1, §6):
+space:
 
 * ``dmin[q]  = min_i |y_q - a_q x_i|^2``                         (the reference)
 * ``lsum[q]  = sum_i exp(-(|y_q - a_q x_i|^2 - dmin[q]) * inv2s2[q])``   (>= 1)
@@ -11,7 +11,7 @@ space (DESIGN.md §1, §6):
 
 Squared distances are formed from direct differences ``y - a x`` (never from
 ``|y|^2 - 2 y.x + |x|^2``), so the logit error is ``O(u |y - a x|^2 / sigma^2)``
-(DESIGN.md §4).  Working relative to the running minimum keeps every exponent
+(see "Numerical traps" in :mod:`scoredyn.kernels`).  Working relative to the running minimum keeps every exponent
 ``<= 0``: nothing overflows for any sigma, exact ties give equal weights.
 Memory: O(TILE_N) scratch per parallel block; no Q x N matrix.
 """

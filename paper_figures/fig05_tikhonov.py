@@ -1,6 +1,6 @@
 """Figure 5 — Tikhonov regularization prevents memorization.
 
-Score (alpha D - x)/(sigma^2 + c) (seed 001), VE sigma_max = 10, c in logspace(-5, -1, 9),
+Score (alpha D - x)/(sigma^2 + c) (Baptista et al. 2025, arXiv:2501.15785), VE sigma_max = 10, c in logspace(-5, -1, 9),
 1000 samples: the fraction of generated samples within 1e-2 of a training point against
 c, and the final points over the tessellation for three values of c.
 """

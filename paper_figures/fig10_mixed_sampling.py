@@ -1,4 +1,4 @@
-"""Figure 10 — mixed sampling (seed 000 Algorithm 2, Table 1) on synthetic data.
+"""Figure 10 — mixed sampling (Wang, Han & Zou 2024, Algorithm 2, Table 1) on synthetic data.
 
 Training set: 48 draws of a 4-component Gaussian mixture in d = 8.  Outside the
 window the sampler uses the mixture's exact population score (a perfect

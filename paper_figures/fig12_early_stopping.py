@@ -1,4 +1,4 @@
-"""Figure 12 — the early-stopping theorem (seed 002, Theorem 3).
+"""Figure 12 — the early-stopping theorem (Wu, "Memorization effect of diffusion models", Theorem 3).
 
 Exact samples of p^_T (Ornstein-Uhlenbeck, T = 3) pushed by the exact empirical
 flow: stopped at delta = 0.1 they follow the kernel density estimate p^_delta

@@ -1,6 +1,6 @@
 """Figure 13 — ambient diffusion: memorization against the switching level sigma_{t_n}.
 
-DDIM on a DDPM schedule (T = 1000) with the ambient optimum above t_n (seed 004,
+DDIM on a DDPM schedule (T = 1000) with the ambient optimum above t_n (Shah et al. 2025,
 Lemma 4.1: the diffused noisy training set) and, below t_n, either the exact
 empirical optimum or the exact population score of the mixture the data came
 from.  With the exact optimum below t_n every sample is a training point again:

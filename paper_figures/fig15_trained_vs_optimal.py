@@ -1,4 +1,4 @@
-"""Figure 15 — the trained score against the optimum (seed 000 §3, Algorithm 2).
+"""Figure 15 — the trained score against the optimum (Wang, Han & Zou 2024, §3, Algorithm 2).
 
 Same 2-D data as figure 14; one MLP (SiLU, Fourier 8) trained on sigma in
 [1e-3, 200] so that it covers a DDPM schedule (T = 1000, sigma/alpha up to ~160).

@@ -4,7 +4,7 @@ Both paths stream over the data with an online softmax and keep memory at
 O((Q + N) d) plus one cache-sized tile; they differ in how squared distances
 are formed (see :mod:`scoredyn.kernels.reduction` and
 :mod:`scoredyn.kernels.gemm_tile`).  The result is exact in the sense of
-DESIGN.md §4 on both paths.
+:mod:`scoredyn.kernels`, "Numerical traps" on both paths.
 """
 import functools
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .coldstart import compiling
 from .kernels.gemm_tile import gemm_tile_update
 from .kernels.reduction import reduce_direct
 
@@ -114,9 +115,13 @@ def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     lsum = np.empty(q)
     if method == "direct":
         mean = np.empty((q, d))
-        reduce_direct(prep.XT, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2, d2)
+        with compiling("posterior mean", reduce_direct):
+            reduce_direct(prep.XT, Y, alpha, inv2s2, want_top2, mean, dmin, lsum, i1, d1, i2,
+                          d2)
     elif method == "gemm":
-        mean = _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i2, d2)
+        with compiling("posterior mean (large d)", gemm_tile_update):
+            mean = _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1,
+                                i2, d2)
     else:
         raise ValueError(f"`method` must be one of 'auto', 'direct', 'gemm'; got {method!r}.")
     red = Reduction(mean, dmin, lsum, inv2s2)

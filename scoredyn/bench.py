@@ -27,7 +27,7 @@ FIELD_SIZES_QUICK = [(2_000, 2_000, 2), (200, 2_000, 64), (100, 1_000, 3072)]
 
 
 def near_boundary_case(rng, d=3072, sigma=1e-6, w_target=0.27, n_far=62):
-    """DESIGN.md §4's trap: two sites whose squared distances to y differ by ~1e-7 relative.
+    """The cancellation trap (:mod:`scoredyn.kernels`, "Numerical traps"): two sites whose squared distances to y differ by ~1e-7 relative.
 
     At ``sigma = 1e-6`` the exact weight of the first site is ~``w_target``;
     the GEMM expansion ``|y|^2 - 2 y.x + |x|^2`` misplaces it by O(0.1).
@@ -225,7 +225,7 @@ def _ode_methods(data, y0, s1):
     (``kind`` "rtol": atol = rtol / 100; "h": the fixed step)."""
     from scipy.integrate import solve_ivp
 
-    from .solve import solve
+    from .solver import solve
     q, d = y0.shape
     field = EmpiricalScore(data, backend="numba")
     rhs = _stacked_rhs(data)
@@ -256,7 +256,7 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
     scoredyn and scipy get the same search (rtol from 1e-6, atol = rtol / 100).
     The reported time is the median of ``repeat`` runs at the setting found.
     """
-    from .solve import solve
+    from .solver import solve
     gen, data, y0, ref = _ode_problem(q, n, d, s1, rng, echo)
     rows = []
 

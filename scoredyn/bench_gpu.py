@@ -2,7 +2,7 @@
 
 Reduction (the posterior mean, ``4 Q N d`` flops in the usual accounting: a
 subtraction and a multiply-add per coordinate for the distances, a
-multiply-add for ``P X``) at the issue's sizes, in float64 and float32:
+multiply-add for ``P X``) at the sizes of the performance targets, in float64 and float32:
 
 * scoredyn's kernel alone (data and queries already on the device, timed with
   CUDA events) — achieved FLOP/s and the fraction of the device's peak for the
@@ -15,7 +15,7 @@ multiply-add for ``P X``) at the issue's sizes, in float64 and float32:
   (augmented-coordinate form, when torch sees the GPU);
 * the CPU kernels (``backend="numba"``) on a slice of the queries, scaled.
 
-Exactness: DESIGN.md §4's near-boundary case (d = 3072, sigma = 1e-6) — the
+Exactness: the near-boundary case of :mod:`scoredyn.kernels`, "Numerical traps" (d = 3072, sigma = 1e-6) — the
 largest error of the first site's weight against the CPU kernel (itself
 checked against a 60-digit reference in tests/test_extremes.py).
 
@@ -190,14 +190,14 @@ def reduction_benchmark(sizes=REDUCTION_SIZES, dtypes=("float64", "float32"), re
 
 
 def _exactness_row(echo):
-    """Weight error on DESIGN.md §4's near-boundary case, scoredyn GPU vs the peers."""
+    """Weight error on the near-boundary cancellation case, scoredyn GPU vs the peers."""
     data, y = near_boundary_case(np.random.default_rng(12))
     sigma = 1e-6
     ref = EmpiricalScore(data, backend="numba")
     w_ref = ref.weights(y, sigma)[0, 0]
     D_ref = ref.denoise(y, sigma)[0]
     scale = np.max(np.abs(data[:2]))
-    row = {"case": "DESIGN 4 near boundary", "w1": float(w_ref)}
+    row = {"case": "near-boundary cancellation", "w1": float(w_ref)}
     gpu = EmpiricalScore(data, backend="cuda").denoise(y, sigma)[0]
     row["scoredyn_D_error"] = float(np.max(np.abs(gpu - D_ref)) / scale)
     try:
@@ -219,7 +219,7 @@ def ode_benchmark(size=ODE_SIZE, rng=0, cpu_trajectories=20_000, echo=print):
     ``size = (Q, N, d, s1)``."""
     from numba import cuda
 
-    from .solve import solve
+    from .solver import solve
     q, n, d, s1 = size
     gen = np.random.default_rng(rng)
     X = gen.standard_normal((n, d))

@@ -115,7 +115,7 @@ def empirical_order(steps, errors, *, floor=0.0, last=4):
 def sufficient_time(n, radius, delta, separation):
     """A time ``s*`` after which the shrunken Voronoi cells ``V^delta`` are invariant.
 
-    From the inequalities of the proof (seed 001, "Voronoi cells are
+    From the inequalities of the proof (Baptista et al. 2025, arXiv:2501.15785, "Voronoi cells are
     invariant"): for ``y`` in ``V^delta(x_i)`` with ``|y|, |x_l| <= R'`` the
     weights of the other sites total at most ``(N - 1) exp(-e^{2s} delta^2 / 2)``
     (since ``|y - x_l|^2 - |y - x_i|^2 >= delta^2``), so ``|D - x_i| <= 2 R' (N - 1)

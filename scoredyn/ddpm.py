@@ -1,10 +1,10 @@
-"""DDPM closed forms and mixed sampling (seed 000: Wang, Han & Zou).
+"""DDPM closed forms and mixed sampling (Wang, Han & Zou 2024, "On the Discrepancy and Connection between Memorization and Generation in Diffusion Models").
 
-* :class:`DDPMOptimum` — the optimal noise prediction eps*(x_t, t) (seed 000
+* :class:`DDPMOptimum` — the optimal noise prediction eps*(x_t, t) (Wang, Han & Zou 2024,
   eq. 4; TMLR eq. 29) and x-hat*(x_t, t) (eqs. 5-7) in discrete DDPM time:
   the empirical field evaluated at ``sigma_t = sqrt(1 - abar_t)``,
   ``alpha_t = sqrt(abar_t)``.
-* :func:`mixed_sample` — seed 000 Algorithm 2 / eq. 15: sample with one field
+* :func:`mixed_sample` — Wang, Han & Zou (2024) Algorithm 2 / eq. 15: sample with one field
   inside a window ``i <= t <= j`` of steps and another outside (the paper's
   Algorithm 2 prints ``i < t < j``; eq. 15 and Table 1's "0 0 = standard
   sampler" row fix the inclusive window used here; ``i > j`` is plain sampling).
@@ -26,7 +26,7 @@ from .memorization import memorization_ratio
 from .sampling import ddim_sample, ddpm_sample
 from .schedules import DDPM
 
-#: the windows of seed 000 Table 1 (T = 1000); (0, 0) is the standard sampler
+#: the windows of Wang, Han & Zou (2024) Table 1 (T = 1000); (0, 0) is the standard sampler
 TABLE1_WINDOWS = ((0, 0), (5, 10), (50, 100), (100, 200), (200, 300), (500, 600), (700, 800))
 
 
@@ -72,7 +72,7 @@ def _window(window):
 
 
 def mixed_sample(inside, outside, schedule, x_T, window, *, sampler="ddpm", rng=None, eta=0.0):
-    """Sample with ``inside`` for steps ``i <= t <= j`` and ``outside`` otherwise (seed 000 Alg. 2).
+    """Sample with ``inside`` for steps ``i <= t <= j`` and ``outside`` otherwise (Wang, Han & Zou 2024, Alg. 2).
 
     Parameters
     ----------
@@ -101,7 +101,7 @@ def mixed_sample(inside, outside, schedule, x_T, window, *, sampler="ddpm", rng=
 
 def window_sweep(inside, outside, schedule, training, *, n=256, windows=TABLE1_WINDOWS,
                  sampler="ddpm", threshold=1 / 3, rng=None):
-    """Memorization ratio of :func:`mixed_sample` for each window (seed 000 Table 1).
+    """Memorization ratio of :func:`mixed_sample` for each window (Wang, Han & Zou 2024, Table 1).
 
     Every window uses the same starts ``x_T ~ N(0, I)`` and the same noise
     (the paper fixes the seed), so differences come from the window alone.

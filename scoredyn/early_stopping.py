@@ -1,4 +1,5 @@
-"""The early-stopping theorem (seed 002, Theorem 3, after Li et al. 2024), checked numerically.
+"""The early-stopping theorem (Wu, "Memorization effect of diffusion
+models", Theorem 3, after Li et al. 2024, Theorem 4.3), checked numerically.
 
 With the exact empirical score, the reverse dynamics started from the exact
 noised empirical distribution p^_T return
@@ -20,7 +21,7 @@ from scipy.stats import chisquare
 from ._validation import as_data, as_scalar
 from .empirical import EmpiricalScore
 from .schedules import Schedule
-from .solve import solve
+from .solver import solve
 from .voronoi import nearest
 
 

@@ -1,7 +1,8 @@
 """The integrator suite: methods as data, in a registry that accepts user subclasses.
 
 Every method is an explicit scheme for the semilinear log-time ODE
-``y' = -y + N(y, s)`` (DESIGN.md §5), written in one form
+``y' = -y + N(y, s)`` (exponential integrators: Hochbruck & Ostermann 2010,
+Acta Numerica 19, 209-286), written in one form
 
     Y_i   = E_i y + h sum_{j<i} a_ij G_j,    G_j = f(Y_j, s + c_j h) + ell Y_j
     y_new = E_f y + h sum_i b_i G_i

@@ -129,7 +129,7 @@ def memorization_ratio(generated, training, *, threshold=1 / 3, n_bootstrap=1000
 
 def carlini_memorization(generated, training, *, n=50, alpha=0.5, delta=0.12, n_bootstrap=1000,
                          level=0.95, rng=None, method="auto"):
-    """Carlini et al.'s criterion as given in seed 000, Appendix A (eqs. 16-17).
+    """Carlini et al.'s criterion as given in Wang, Han & Zou 2024, "On the Discrepancy and Connection between Memorization and Generation in Diffusion Models", Appendix A (eqs. 16-17).
 
     ``l(x, x*) = l2(x, x*) / (alpha * mean_{z in S_n(x)} l2(x, z))`` with
     ``S_n(x)`` the n training points closest to x and ``l2`` the normalized

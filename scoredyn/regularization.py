@@ -1,10 +1,10 @@
-"""Regularised optima of score matching (DESIGN.md §1; seed 001, seed README).
+"""Regularised optima of score matching (Baptista et al. 2025, arXiv:2501.15785).
 
 Every regularised field here is the exact score ``s = r (a D - x) / sigma^2``
 with a shrink factor ``r`` in ``[0, 1]`` (``r = 1`` is the empirical score):
 
 * :class:`Tikhonov` — minimiser of ``E|s - grad log p|^2 + gamma(t)^2 E|s|^2``
-  with ``gamma^2 sigma^2 = c`` (seed 001, "Optimal regularized score
+  with ``gamma^2 sigma^2 = c`` (Baptista et al. 2025, arXiv:2501.15785, "Optimal regularized score
   function"): ``r = sigma^2 / (sigma^2 + c)``, so ``s -> -(x - x_i)/c``, bounded,
   as ``t -> 0``.
 * :class:`EmpiricalBayes` — the authors' published variant with unnormalised
@@ -13,7 +13,7 @@ with a shrink factor ``r`` in ``[0, 1]`` (``r = 1`` is the empirical score):
 
 Consequently ``noise = r (x - a D) / sigma`` and the Tweedie denoiser is
 ``(x + r (a D - x)) / a``; in log-time the ODE becomes
-``dz/ds = -r (z - D)`` (DESIGN.md §2).
+``dz/ds = -r (z - D)`` (:func:`scoredyn.solve`).
 """
 import numpy as np
 

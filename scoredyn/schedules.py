@@ -1,4 +1,4 @@
-"""Noise schedules and their log-time (DESIGN.md §1, §2).
+"""Noise schedules and their log-time (the change of variables behind :func:`scoredyn.solve`).
 
 A schedule gives the forward process ``x_t = alpha(t) x_0 + sigma(t) eps`` and
 its half log-SNR ``lambda(t) = log(alpha / sigma)``.  In the variables

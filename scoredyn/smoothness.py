@@ -1,4 +1,4 @@
-"""Smoothness of a score field, seed 000 §3 and Appendices B, E, F (Wang, Han & Zou).
+"""Smoothness of a score field, Wang, Han & Zou 2024, "On the Discrepancy and Connection between Memorization and Generation in Diffusion Models", §3 and Appendices B, E, F.
 
 On a DDPM schedule, for two training points x_0, y_0 noised with the same eps
 (``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, likewise y_t):

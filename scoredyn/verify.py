@@ -1,6 +1,6 @@
 """Numerical verification of the theorem of Baptista, Dasgupta, Kovachki, Oberai and Stuart.
 
-Each claim of DESIGN.md §3 (seed 001) is run as an experiment on random data
+Each claim of the theorem of Baptista et al. 2025, arXiv:2501.15785 (Theorem 3.4) is run as an experiment on random data
 sets and random starts, measured, and compared with a tolerance that comes
 from the integrator's accuracy (never tuned to pass).  :func:`run` returns the
 table that ``scoredyn verify`` prints.
@@ -15,7 +15,7 @@ from . import voronoi
 from .convergence import fit_collapse, min_separation, sufficient_time
 from .empirical import EmpiricalScore
 from .regularization import Tikhonov
-from .solve import solve
+from .solver import solve
 
 RTOL = 1e-10       # adaptive tolerance of every run (global error ~ 1e-8 at most)
 ATOL = 1e-12

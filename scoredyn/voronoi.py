@@ -1,6 +1,6 @@
-"""Voronoi limit geometry in any dimension (DESIGN.md §3), no tessellation needed.
+"""Voronoi limit geometry in any dimension , no tessellation needed.
 
-The theorem of Baptista et al. (seed 001) says limit points of the log-time
+The theorem of Baptista et al. (2025, arXiv:2501.15785) says limit points of the log-time
 ODE are data points or lie on the boundaries of the Voronoi cells
 ``V(x_i) = {y : |y - x_i| < |y - x_l|, l != i}``.  These functions locate a
 point in that geometry with one fused O(N d) pass per query (memory
@@ -16,6 +16,7 @@ import numpy as np
 from ._reduce import query_blocks, two_nearest_numpy
 from ._validation import as_data, as_points, as_scalar
 from .backend import like, resolve, to_host
+from .coldstart import compiling
 from .kernels.voronoi import voronoi_pass
 
 DATA, BOUNDARY, UNRESOLVED = 0, 1, 2
@@ -40,7 +41,8 @@ def _run(data, y, tol=0.0, backend=None):
     q = Y.shape[0]
     i1, i2, nt = (np.empty(q, np.int64) for _ in range(3))
     r1, r2, bd, gp = (np.empty(q) for _ in range(4))
-    voronoi_pass(np.ascontiguousarray(X.T), Y, tol, i1, r1, i2, r2, bd, gp, nt)
+    with compiling("Voronoi", voronoi_pass):
+        voronoi_pass(np.ascontiguousarray(X.T), Y, tol, i1, r1, i2, r2, bd, gp, nt)
     return i1, r1, i2, r2, bd, gp, nt
 
 
@@ -99,7 +101,7 @@ def distance_to_boundary(data, y, tol=None, *, backend=None):
     """Exact distance from ``y`` to the boundary of its Voronoi cell.
 
     ``dist(y, dV(x_i*)) = min_{l != i*} (|y - x_l|^2 - |y - x_i*|^2) / (2 |x_l - x_i*|)``
-    (DESIGN.md §3), formed without cancellation.
+    (a cell is a convex polytope), formed without cancellation.
 
     Parameters
     ----------

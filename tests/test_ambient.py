@@ -1,4 +1,4 @@
-"""Ambient diffusion (seed 004): the ambient optimum, information leakage, cluster merging."""
+"""Ambient diffusion (Shah, Kalavasis, Klivans & Daras 2025): the ambient optimum, information leakage, cluster merging."""
 import numpy as np
 import pytest
 from scipy.optimize import brentq

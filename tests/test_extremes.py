@@ -1,4 +1,4 @@
-"""Numerical traps of DESIGN.md §4: cancellation near Voronoi boundaries, extreme sigma, ties."""
+"""Numerical traps (see scoredyn.kernels): cancellation near Voronoi boundaries, extreme sigma, ties."""
 import numpy as np
 import pytest
 
@@ -13,7 +13,7 @@ METHODS = ["direct", "gemm"]
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("w_target", [0.27, 0.73])
 def test_near_boundary_weights_match_mpmath(method, w_target):
-    """DESIGN.md §4: d = 3072, sigma = 1e-6, 60-digit reference, max weight error <= 1e-8."""
+    """The cancellation trap: d = 3072, sigma = 1e-6, 60-digit reference, max weight error <= 1e-8."""
     rng = np.random.default_rng(12 if w_target < 0.5 else 13)
     data, y = near_boundary_case(rng, w_target=w_target)
     exact = naive.mp_weights(y[0], data, 1e-6)
@@ -82,7 +82,7 @@ def test_exact_ties_split_evenly(method, sigma):
 
 
 def test_tikhonov_score_stays_bounded_as_sigma_vanishes():
-    """Tikhonov: s -> -(x - x_i) / c as t -> 0 (seed 001), even at sigma = 1e-300."""
+    """Tikhonov: s -> -(x - x_i) / c as t -> 0 (Baptista et al. 2025, arXiv:2501.15785), even at sigma = 1e-300."""
     data = np.array([[0.0, 0.0], [3.0, 0.0]])
     x = np.array([[0.4, -0.2]])
     f = sd.EmpiricalScore(data, regularization=sd.Tikhonov(0.01))

@@ -125,7 +125,7 @@ def test_fig14_network_memorizes_less_than_the_optimum(outputs):
 
 def test_fig15_difference_quotients(outputs):
     r = outputs[1]["fig15_trained_vs_optimal"]
-    # seed 000 App. E: the limit 1/sqrt(1 - abar_t) needs x-hat* locally constant near x_t, true at
+    # Wang, Han & Zou (2024) App. E: the limit 1/sqrt(1 - abar_t) needs x-hat* locally constant near x_t, true at
     # t = 10 here; at t = 100 (sigma ~ 0.32) 20 points in 2-D do not yet give one-hot weights
     assert abs(r["pdq_optimum_end"][10] / r["pdq_limit"][10] - 1) < 1e-3
     for t in r["pdq_limit"]:

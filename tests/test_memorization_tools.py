@@ -9,8 +9,8 @@ from scoredyn.early_stopping import (early_stopping_check, mmd_test, reverse_fro
 from scoredyn.emm import effective_memorization, memorization_curve
 
 
-def test_ddpm_optimum_is_seed000_eq4_and_eq6():
-    """eps* and x-hat* equal the literal formulas of seed 000 (eqs. 4, 6, 7)."""
+def test_ddpm_optimum_is_wang_han_zou_eq4_and_eq6():
+    """eps* and x-hat* equal the literal formulas of Wang, Han & Zou 2024 (eqs. 4, 6, 7)."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 4))
     x = rng.standard_normal((6, 4))
@@ -54,7 +54,7 @@ def test_mixed_sampling_reduces_to_plain_sampling():
 
 
 def test_window_sweep_reproduces_table1_trend():
-    """seed 000 Table 1 on synthetic data (the population GMM score as the generalising field):
+    """Wang, Han & Zou (2024) Table 1 on synthetic data (the population GMM score as the generalising field):
     the replication ratio falls as the window moves to noisier steps, and a window reaching
     t = 1 replicates every sample.  (With an exact generalising field a late 5-10 window
     replicates ~64%, not the paper's ~100%: DDPM's pull per step is ~beta_t / (1 - abar_t),
@@ -107,7 +107,7 @@ def test_memorization_curve_exact_and_tikhonov_fields():
 
 
 def test_early_stopping_theorem():
-    """seed 002 Thm 3: from exact p^_T the exact-score flow returns p^_delta (MMD test does not
+    """Wu's essay, Thm 3 (Li et al. 2024): from exact p^_T the exact-score flow returns p^_delta (MMD test does not
     reject), while p^_1 is told apart (the test has power); at delta -> 0 the samples sit on the
     training points with uniform hit counts."""
     X = np.random.default_rng(0).standard_normal((10, 2))

@@ -1,4 +1,4 @@
-"""Smoothness analyses of seed 000 against their closed forms."""
+"""Smoothness analyses of Wang, Han & Zou (2024) against their closed forms."""
 import numpy as np
 import pytest
 
@@ -11,7 +11,7 @@ DD = sd.DDPM()
 
 
 def test_pdq_of_the_optimum_tends_to_its_closed_form():
-    """seed 000 App. E: as lambda -> 1 the optimum's quotient is 1 / sqrt(1 - abar_t) (x-hat* is
+    """Wang, Han & Zou (2024) App. E: as lambda -> 1 the optimum's quotient is 1 / sqrt(1 - abar_t) (x-hat* is
     locally constant near x_t at small t)."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 8))

@@ -1,4 +1,4 @@
-"""Property-based tests of the theorem of Baptista et al. (seed 001; DESIGN.md §3).
+"""Property-based tests of the theorem of Baptista et al. (Baptista et al. 2025, arXiv:2501.15785).
 
 Random data sets (N from 1 to 50, d from 1 to 8, pairwise separation >= 0.3)
 and random starts; the log-time ODE dz/ds = -(z - D(z; e^{-s})) is solved with
