@@ -98,7 +98,7 @@ def warm(*, progress=True):
             f.jacobian(y[:2], 0.5)
 
     def geometry():
-        sd.voronoi.classify(X, Y)
+        sd.voronoi.classify(X, Y, 1e-9)
         sd.memorization.nearest_training_points(Y, X)
         sd.memorization.nearest_training_points(Y64, X64)
 
