@@ -24,6 +24,13 @@ def _device(fn):
     return cuda.jit(device=True, inline="always")(fn)
 
 
+def _log_nonneg(x):
+    # log(0) = -inf as on the CPU (the simulator's math.log would raise)
+    return math.log(x) if x > 0.0 else -math.inf
+
+
+#: ``log`` of a non-negative number, ``-inf`` at 0 (an exact step's error norm)
+log_nonneg = _device(_log_nonneg)
 softmax_exponent = _device(scalar.softmax_exponent)
 top2_insert = _device(scalar.top2_insert)
 bisector_margins = _device(scalar.bisector_margins)

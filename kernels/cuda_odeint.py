@@ -49,7 +49,7 @@ def integrate_source(D):
         return posterior(X, u, xc, inv, want_nearest, mean)
 
     bindings = dict(dev.data_layout(D), config=_config, posterior=posterior_,
-                    cell_margins=cell_margins, exp=math.exp, log=math.log,
+                    cell_margins=cell_margins, exp=math.exp, log=dev.log_nonneg,
                     tikhonov_shrink=dev.tikhonov_shrink,
                     empirical_bayes_exponent=dev.empirical_bayes_exponent,
                     error_ratio=dev.error_ratio, accept_step_exponent=dev.accept_step_exponent,
