@@ -24,7 +24,7 @@ from .trajectory import (REG_EMPIRICAL_BAYES, REG_NONE, REG_TIKHONOV,  # noqa: F
 from .voronoi import cell_margins, ndim, site
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _posterior(XT, u, xc, inv, want_nearest, mean, dist):
     dmin, lsum, i1, d1, _, _ = posterior_one(XT, u, 1.0, xc, inv, want_nearest, mean, dist)
     return dmin, lsum, i1, d1
@@ -37,13 +37,13 @@ CPU = dict(config=njit(inline="always")(trajectory.config), ndim=ndim, site=site
            accept_step_exponent=accept_step_exponent_cpu, next_log_errold=next_log_errold_cpu,
            reject_step_exponent=reject_step_exponent_cpu, dense_weight=dense_weight_cpu,
            lawson_growth=lawson_growth_cpu, row_weights=row_weights_cpu)
-CPU["rhs"] = njit(fastmath=FASTMATH, cache=True, error_model="numpy")(
+CPU["rhs"] = njit(fastmath=FASTMATH, cache=True, error_model="numpy", inline="always")(
     specialise(trajectory.rhs, CPU, "rhs_cpu", trajectory.TARGET_NAMES))
-advance = njit(cache=True)(
+advance = njit(cache=True, inline="always")(
     specialise(trajectory.advance, CPU, "advance_cpu", trajectory.TARGET_NAMES + ("rhs",)))
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def integrate_chunk(lo, hi, XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg,
                     Ysave, Yout, Uout, outi, outf):
     """Trajectories ``lo <= q < hi``; arguments as in :func:`trajectory.advance` (``X = XT``)."""
