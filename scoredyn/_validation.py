@@ -59,6 +59,28 @@ def as_positive(value, q, name):
     return np.ascontiguousarray(np.broadcast_to(arr, (q,)))
 
 
+def as_count(value, name, low=1):
+    """An integer ``>= low`` (bools and floats such as 2.7 are refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < low:
+        rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"`{name}` must be {rule}; got {value!r}.")
+    return int(value)
+
+
+def as_steps(t, T, name="t"):
+    """Integer steps ``0 <= t <= T`` (scalar or array), as an int64 array."""
+    arr = np.asarray(t)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        if not (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
+                and np.all(arr == np.round(arr))):
+            raise ValueError(f"`{name}` must be integer steps in [0, {T}]; got {_show(arr)}.")
+    arr = arr.astype(np.int64)
+    if np.any((arr < 0) | (arr > T)):
+        raise ValueError(f"`{name}` must be integer steps in [0, {T}]; got "
+                         f"{_show(arr[(arr < 0) | (arr > T)])}.")
+    return arr
+
+
 def as_scalar(value, name, *, low=None, low_inclusive=True):
     """A finite real scalar, optionally bounded below."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -23,7 +23,7 @@ Conventions of the paper: variance-preserving, ``x_t = sqrt(1 - sigma_t^2) x_0 +
 import numpy as np
 from scipy.stats import norm
 
-from ._validation import as_data, as_scalar
+from ._validation import as_count, as_data, as_scalar
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 
@@ -77,6 +77,24 @@ class AmbientScore(ScoreField):
         return res * (sigma**2 / sig2**2)[:, None], None
 
 
+def _covariance(cov):
+    """A finite, symmetric, positive semi-definite (d, d) covariance (a scalar is 1 x 1)."""
+    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+        raise ValueError(f"`cov` must be a square (d, d) matrix; got shape {cov.shape}.")
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("All entries of `cov` must be finite.")
+    scale = float(np.max(np.abs(cov))) if cov.size else 0.0
+    if np.max(np.abs(cov - cov.T)) > 1e-12 * scale:
+        raise ValueError("`cov` must be symmetric.")
+    lowest = float(np.linalg.eigvalsh(cov).min())
+    # eigenvalues of a PSD matrix come out of eigvalsh within ~d u |cov| of the truth
+    if lowest < -16 * cov.shape[0] * np.finfo(float).eps * scale:
+        raise ValueError(f"`cov` must be positive semi-definite; its smallest eigenvalue is "
+                         f"{lowest:.3g}.")
+    return 0.5 * (cov + cov.T)
+
+
 def _snr(sigma_n):
     return (1 - sigma_n**2) / sigma_n**2
 
@@ -87,7 +105,7 @@ def leakage_ambient(cov, sigma_n):
     A, any number of draws of the ambient optimum at t_n, are copies of one
     noisy point, so the count m does not enter.
     """
-    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    cov = _covariance(cov)
     return 0.5 * np.linalg.slogdet(np.eye(cov.shape[0]) + _snr(_sigma_level(sigma_n, "sigma_n")) * cov)[1]
 
 
@@ -99,7 +117,7 @@ def leakage_ddpm(cov, sigma_n, m, *, as_in_lemma=False):
     """
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"`m` must be a positive integer; got {m!r}.")
-    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    cov = _covariance(cov)
     if as_in_lemma:
         return m * leakage_ambient(cov, sigma_n)
     return 0.5 * np.linalg.slogdet(np.eye(cov.shape[0]) + m * _snr(_sigma_level(sigma_n, "sigma_n"))
@@ -117,13 +135,17 @@ def leakage_monte_carlo(cov, sigma_n, m, n=20000, *, rng=None):
     -------
     (estimate, standard_error) in nats
     """
-    rng = np.random.default_rng(rng)
-    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    cov = _covariance(cov)
     d = cov.shape[0]
     s = _sigma_level(sigma_n, "sigma_n")
+    m = as_count(m, "m")
+    n = as_count(n, "n", low=2)
+    rng = np.random.default_rng(rng)
     a = np.sqrt(1 - s * s)
-    L = np.linalg.cholesky(cov)
-    x0 = rng.standard_normal((n, d)) @ L.T
+    # x0 ~ N(0, cov) through the eigendecomposition: a singular covariance (no Cholesky
+    # factor) is valid, x0 then lies in its range
+    evals, evecs = np.linalg.eigh(cov)
+    x0 = (rng.standard_normal((n, d)) * np.sqrt(np.maximum(evals, 0.0))) @ evecs.T
     D = a * x0[:, None, :] + s * rng.standard_normal((n, m, d))
     # log p(D | x0): independent N(a x0, s^2 I)
     r = (D - a * x0[:, None, :]).reshape(n, -1)
@@ -144,7 +166,14 @@ def component_tv(mu_i, mu_j, sigma_t):
     ``TV = 2 Phi(a |mu_i - mu_j| / 2) - 1``.
     """
     sigma_t = np.asarray(sigma_t, dtype=float)
-    if np.any((sigma_t < 0) | (sigma_t > 1)):
+    if not np.all(np.isfinite(sigma_t)) or np.any((sigma_t < 0) | (sigma_t > 1)):
         raise ValueError("`sigma_t` must lie in [0, 1].")
-    gap = np.linalg.norm(np.asarray(mu_i, float) - np.asarray(mu_j, float))
+    mu_i = np.atleast_1d(np.asarray(mu_i, dtype=float))
+    mu_j = np.atleast_1d(np.asarray(mu_j, dtype=float))
+    if mu_i.ndim != 1 or mu_i.shape != mu_j.shape:
+        raise ValueError(f"`mu_i` and `mu_j` must be vectors of the same length; got shapes "
+                         f"{mu_i.shape} and {mu_j.shape}.")
+    if not (np.all(np.isfinite(mu_i)) and np.all(np.isfinite(mu_j))):
+        raise ValueError("All entries of `mu_i` and `mu_j` must be finite.")
+    gap = np.linalg.norm(mu_i - mu_j)
     return 2.0 * norm.cdf(np.sqrt(1 - sigma_t**2) * gap / 2.0) - 1.0

@@ -1,8 +1,70 @@
 """The ``scoredyn`` command line."""
 import argparse
 import json
+import os
+import pathlib
 import sys
 import time
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line on stderr (``scoredyn verify: error: ...``) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _count(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number; got {text!r}")
+    return value
+
+
+def _output_file(text):
+    """A file to write at the end: refuse at once what would fail after the whole run."""
+    path = pathlib.Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+    return text
+
+
+def _output_dir(text):
+    """A folder to write into (made when the work starts): refuse at once a file in the way
+    or a place where it cannot be made."""
+    path = pathlib.Path(text).absolute()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not a folder, so {text!r} "
+                                         f"cannot be made")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable")
+    return text
 
 
 def _bench(args):
@@ -84,9 +146,11 @@ def _figures(args):
 def _select(wanted, names):
     chosen = []
     for w in wanted:
-        hits = [n for n in names if n == w or n.startswith(w) or n.split("_", 1)[1] == w]
+        hits = [n for n in names if w and (n == w or n.startswith(w) or n.split("_", 1)[1] == w)]
         if not hits:
-            raise SystemExit(f"scoredyn figures: unknown figure {w!r}; see --list")
+            print(f"scoredyn figures: error: unknown figure {w!r} in --only; see --list",
+                  file=sys.stderr)
+            raise SystemExit(2)
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
 
@@ -109,8 +173,8 @@ def _run(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="scoredyn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="scoredyn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
     b.add_argument("what", nargs="?", default="all", choices=["field", "ode", "all", "gpu"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
@@ -118,26 +182,29 @@ def build_parser():
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])
-    b.add_argument("--repeat", type=int, default=3)
-    b.add_argument("--sigma", type=float, default=1.0,
+    b.add_argument("--repeat", type=_count(1), default=3)
+    b.add_argument("--sigma", type=_positive_float, default=1.0,
                    help="noise level (scaled by sqrt(d)/4 for d > 8 so weights stay non-trivial)")
-    b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    b.add_argument("--plot", metavar="DIR",
+    b.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="also write the rows as JSON")
+    b.add_argument("--plot", metavar="DIR", type=_output_dir,
                    help="ode: also sweep the tolerances and draw the work-precision diagram "
                         "(DIR/work_precision.png)")
     b.set_defaults(func=_bench)
     v = sub.add_parser("verify", help="verify the theorem's claims numerically (exit 1 on failure)")
     v.add_argument("--quick", action="store_true", help="small ensembles (seconds)")
-    v.add_argument("--seed", type=int, default=0, help="seed of the random data and starts")
-    v.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    v.add_argument("--seed", type=_count(0), default=0, help="seed of the random data and starts")
+    v.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="also write the results as JSON")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_verify)
     f = sub.add_parser("figures", help="regenerate the paper's figures (PNG, PDF and the numbers)")
-    f.add_argument("--out", default="figures", help="output folder (default ./figures)")
+    f.add_argument("--out", default="figures", type=_output_dir,
+                   help="output folder (default ./figures)")
     f.add_argument("--only", nargs="+", metavar="NAME", help="figure names or prefixes, e.g. fig03")
     f.add_argument("--quick", action="store_true", help="small settings (CI)")
     f.add_argument("--list", action="store_true", help="list the figures and exit")
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=_count(0), default=0)
     f.add_argument("--no-progress", action="store_true")
     f.set_defaults(func=_figures)
     c = sub.add_parser("compile", help="compile every CPU kernel now (numba's on-disk cache), "
@@ -145,10 +212,11 @@ def build_parser():
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_compile)
     r = sub.add_parser("run", help="the main job: `verify` then `figures`")
-    r.add_argument("--out", default="figures")
+    r.add_argument("--out", default="figures", type=_output_dir)
     r.add_argument("--quick", action="store_true")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--json", metavar="PATH", help="verification results as JSON")
+    r.add_argument("--seed", type=_count(0), default=0)
+    r.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="verification results as JSON")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=_run)
     return parser

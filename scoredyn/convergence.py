@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_scalar
+from ._validation import as_data, as_scalar
 
 
 @dataclass
@@ -153,19 +153,34 @@ def sufficient_time(n, radius, delta, separation):
         raise ValueError(f"`delta` must be smaller than `separation` ({separation}); got {delta}.")
     if n == 1:
         return float("-inf")
-    inner = np.log(16.0 * radius**2 * (n - 1) / (separation**2 - delta**2))
+    # in logs, so that no square over- or underflows for any finite positive input
+    inner = (np.log(16.0) + 2.0 * np.log(radius) + np.log(n - 1)
+             - np.log(separation - delta) - np.log(separation + delta))
     if inner <= 0:
         return float("-inf")
-    return float(0.5 * np.log(2.0 * inner / delta**2))
+    return float(0.5 * (np.log(2.0) + np.log(inner) - 2.0 * np.log(delta)))
 
 
 def min_separation(data):
-    """Smallest distance between two distinct rows of ``data`` (O(N^2 d); for N up to ~10^4)."""
-    X = np.asarray(data, dtype=float)
+    """Smallest distance between two distinct rows of ``data`` (O(N^2 d); for N up to ~10^4).
+
+    ``inf`` when there are fewer than two distinct rows.
+    """
+    X, _ = as_data(data)
+    scale = float(np.max(np.abs(X)))
+    if scale == 0:
+        return float("inf")
+    return scale * _min_separation(X / scale)    # scaled rows: no square over- or underflows
+
+
+def _min_separation(X):
     best = np.inf
     for i in range(X.shape[0] - 1):
-        dd = np.sqrt(((X[i + 1:] - X[i]) ** 2).sum(1))
-        dd = dd[dd > 0]
+        diff = X[i + 1:] - X[i]
+        m = np.max(np.abs(diff), axis=1)
+        keep = m > 0                          # distinct rows; each difference scaled by its
+        m, diff = m[keep], diff[keep]         # largest entry, so that no square underflows
+        dd = m * np.sqrt(((diff / m[:, None]) ** 2).sum(1))
         if dd.size:
             best = min(best, float(dd.min()))
     return best

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chisquare
 
-from ._validation import as_data, as_scalar
+from ._validation import as_count, as_data, as_scalar
 from .empirical import EmpiricalScore
 from .schedules import Schedule
 from .solver import solve
@@ -49,12 +49,23 @@ def mmd_test(a, b, *, n_permutations=200, rng=None):
     The p-value is the fraction of label permutations with an MMD^2 at least as
     large (plus one, over permutations plus one).
     """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
+    a, _ = as_data(a, "a")
+    b, _ = as_data(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"`a` and `b` must have the same dimension; got {a.shape[1]} and "
+                         f"{b.shape[1]}.")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"`a` and `b` need at least 2 samples each (the unbiased MMD^2); got "
+                         f"{a.shape[0]} and {b.shape[0]}.")
+    n_permutations = as_count(n_permutations, "n_permutations", low=1)
     rng = np.random.default_rng(rng)
     pooled = np.vstack([a, b])
     sq = np.sum((pooled[:, None] - pooled[None]) ** 2, axis=-1)
     bw = float(np.sqrt(0.5 * np.median(sq[np.triu_indices_from(sq, 1)])))
+    if not (bw > 0 and np.isfinite(bw)):
+        raise ValueError(f"the median-heuristic bandwidth of the pooled samples is {bw} (more "
+                         f"than half of the pairs coincide, or the samples overflow): the "
+                         f"Gaussian-kernel MMD is undefined for `a` and `b`.")
     K = np.exp(-sq / (2 * bw * bw))
     n = a.shape[0]
 

@@ -54,6 +54,10 @@ class MetricResult:
     n_bootstrap: int = 0
 
 
+#: resampled indices held at once by :func:`bootstrap_ci` (2^21: 16 MiB, plus the gathered values)
+BOOTSTRAP_ENTRIES = 2 ** 21
+
+
 def bootstrap_ci(values, *, n_bootstrap=1000, level=0.95, rng=None):
     """Percentile-bootstrap interval of the mean of ``values`` (resampling with replacement).
 
@@ -69,6 +73,9 @@ def bootstrap_ci(values, *, n_bootstrap=1000, level=0.95, rng=None):
     (low, high) : floats (NaN, NaN when ``n_bootstrap == 0``)
     """
     values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or not np.all(np.isfinite(values)):
+        raise ValueError(f"`values` must be a finite 1-D array; got shape {values.shape}"
+                         f"{'' if np.all(np.isfinite(values)) else ' with non-finite entries'}.")
     n_bootstrap = _count(n_bootstrap, "n_bootstrap", low=0)
     level = as_scalar(level, "level", low=0.0, low_inclusive=False)
     if level >= 1.0:
@@ -77,8 +84,10 @@ def bootstrap_ci(values, *, n_bootstrap=1000, level=0.95, rng=None):
         return float("nan"), float("nan")
     rng = np.random.default_rng(rng)
     means = np.empty(n_bootstrap)
-    for b in range(0, n_bootstrap, 256):   # bounded memory: 256 resamples at a time
-        m = min(256, n_bootstrap - b)
+    # bounded memory: as many resamples at a time as fit BOOTSTRAP_ENTRIES indices (at least one)
+    rows = max(1, BOOTSTRAP_ENTRIES // values.size)
+    for b in range(0, n_bootstrap, rows):
+        m = min(rows, n_bootstrap - b)
         idx = rng.integers(0, values.size, (m, values.size))
         means[b:b + m] = values[idx].mean(axis=1)
     tail = 100 * (1 - level) / 2

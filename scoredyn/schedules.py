@@ -12,7 +12,7 @@ theorem's log-time.
 """
 import numpy as np
 
-from ._validation import as_scalar
+from ._validation import as_count, as_scalar, as_steps
 
 
 class Schedule:
@@ -183,10 +183,12 @@ class DDPM:
         self.abar = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
 
     def alpha(self, t):
-        return np.sqrt(self.abar[np.asarray(t)])
+        """``sqrt(abar_t)`` for integer steps ``0 <= t <= T``."""
+        return np.sqrt(self.abar[as_steps(t, self.T)])
 
     def sigma(self, t):
-        return np.sqrt(1.0 - self.abar[np.asarray(t)])
+        """``sqrt(1 - abar_t)`` for integer steps ``0 <= t <= T``."""
+        return np.sqrt(1.0 - self.abar[as_steps(t, self.T)])
 
     def lam(self, t):
         return np.log(self.alpha(t)) - np.log(self.sigma(t))
@@ -206,8 +208,7 @@ class EDM(VE):
 
     def steps(self, n):
         """The ``n`` noise levels ``sigma_i`` from sigma_max down to sigma_min (rho spacing)."""
-        if n < 2:
-            raise ValueError(f"`n` must be >= 2; got {n}.")
+        n = as_count(n, "n", low=2)
         i = np.arange(n) / (n - 1)
         r = 1.0 / self.rho
         return (self.sigma_max**r + i * (self.sigma_min**r - self.sigma_max**r)) ** self.rho

@@ -108,3 +108,144 @@ def test_import_loads_no_compiler():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- schedules and helpers -------------------------------------------------------------------
+
+def _ddpm_alpha(t):
+    return sd.DDPM().alpha(t)
+
+
+def _ddpm_sigma(t):
+    return sd.DDPM().sigma(t)
+
+
+HELPERS_BAD = [
+    (_ddpm_alpha, (-1,), ValueError, r"`t` must be integer steps in \[0, 1000\]; got -1"),
+    (_ddpm_alpha, (1001,), ValueError, r"`t` must be integer steps in \[0, 1000\]; got 1001"),
+    (_ddpm_sigma, (2.5,), ValueError, r"`t` must be integer steps in \[0, 1000\]; got 2.5"),
+    (_ddpm_sigma, (np.array([3, -2]),), ValueError, r"`t` must be integer steps .*got -2"),
+    (lambda n: sd.EDM().steps(n), (2.5,), ValueError, r"`n` must be an integer >= 2; got 2.5"),
+    (lambda n: sd.EDM().steps(n), (1,), ValueError, r"`n` must be an integer >= 2; got 1"),
+    (sd.convergence.min_separation, ([[np.nan, 0.0], [1.0, 1.0]],), ValueError,
+     r"All entries of `data` must be finite"),
+    (sd.convergence.sufficient_time, (2.7, 1.0, 0.1, 1.0), ValueError,
+     r"`n` must be a positive integer; got 2.7"),
+]
+
+
+@pytest.mark.parametrize("fn,args,exc,match", HELPERS_BAD, ids=[m[:30] for *_, m in HELPERS_BAD])
+def test_helpers_refuse(fn, args, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(*args)
+
+
+@pytest.mark.parametrize("c", [1e-300, 1e-200, 1.0, 1e200, 1e300])
+def test_geometry_helpers_are_scale_equivariant(c):
+    """min_separation scales with the data and s* shifts by -log c (only delta^2 carries a
+    length outside a ratio), finite where the squares over- or underflow."""
+    X = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0]]) * c
+    assert sd.convergence.min_separation(X) == pytest.approx(5.0 * c, rel=1e-15)
+    s1 = sd.convergence.sufficient_time(20, 3.0, 0.5, 5.0)
+    sc = sd.convergence.sufficient_time(20, 3.0 * c, 0.5 * c, 5.0 * c)
+    assert np.isfinite(sc) and sc == pytest.approx(s1 - np.log(c), abs=1e-12 * max(1, abs(sc)))
+
+
+def test_min_separation_resolves_tiny_gaps():
+    assert sd.convergence.min_separation([[0.0, 0.0], [1e-170, 0.0]]) == 1e-170
+
+
+# -- statistics that look valid but are not --------------------------------------------------
+
+def _mmd(a, b, **kw):
+    from scoredyn.early_stopping import mmd_test
+    return mmd_test(a, b, rng=0, **kw)
+
+
+A2 = np.random.default_rng(21).standard_normal((12, 2))
+B2 = np.random.default_rng(22).standard_normal((10, 2))
+STATS_BAD = [
+    (_mmd, (A2, B2), dict(n_permutations=-3), ValueError,
+     r"`n_permutations` must be a positive integer; got -3"),
+    (_mmd, (A2, B2), dict(n_permutations=2.5), ValueError, r"`n_permutations` must be"),
+    (_mmd, (np.zeros((6, 2)), np.zeros((5, 2))), {}, ValueError,
+     r"median-heuristic bandwidth of the pooled samples is 0.0"),
+    (_mmd, (A2, np.ones((5, 3))), {}, ValueError, r"`a` and `b` must have the same dimension"),
+    (_mmd, (A2, B2[:1]), {}, ValueError, r"`a` and `b` need at least 2 samples each"),
+    (_mmd, (A2, np.full((4, 2), np.nan)), {}, ValueError, r"All entries of `b` must be finite"),
+    (sd.ambient.leakage_ambient, ([[-2.0]], 0.5), {}, ValueError,
+     r"`cov` must be positive semi-definite; its smallest eigenvalue is -2"),
+    (sd.ambient.leakage_ambient, ([[1.0, 2.0], [0.0, 1.0]], 0.5), {}, ValueError,
+     r"`cov` must be symmetric"),
+    (sd.ambient.leakage_ddpm, ([[1.0, np.inf], [np.inf, 1.0]], 0.5, 2), {}, ValueError,
+     r"All entries of `cov` must be finite"),
+    (sd.ambient.component_tv, ([0.0, 0.0], [1.0, 1.0, 1.0], 0.3), {}, ValueError,
+     r"`mu_i` and `mu_j` must be vectors of the same length"),
+    (sd.ambient.component_tv, ([0.0], [1.0], np.nan), {}, ValueError, r"`sigma_t` must lie in"),
+    (sd.ambient.leakage_monte_carlo, ([[1.0]], 0.5, 0), {}, ValueError,
+     r"`m` must be a positive integer; got 0"),
+    (sd.memorization.bootstrap_ci, ([1.0, np.nan],), {}, ValueError,
+     r"`values` must be a finite 1-D array"),
+]
+
+
+@pytest.mark.parametrize("fn,args,kw,exc,match", STATS_BAD, ids=[m[:30] for *_, m in STATS_BAD])
+def test_statistics_refuse(fn, args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(*args, **kw)
+
+
+def test_leakage_of_a_singular_covariance():
+    """A rank-1 covariance is valid (x0 on a line): the Monte-Carlo estimate samples it through
+    its eigendecomposition (Cholesky fails) and agrees with the closed form within 4 standard
+    errors."""
+    cov = np.array([[1.0, 1.0], [1.0, 1.0]])
+    exact = sd.ambient.leakage_ambient(cov, 0.5)
+    est, se = sd.ambient.leakage_monte_carlo(cov, 0.5, 1, n=20000, rng=23)
+    assert abs(est - exact) < 4 * se
+
+
+def test_bootstrap_memory_is_bounded():
+    """Q = 2 * 10^5 samples, 256 resamples: the peak stays within the 2^21-index chunk (16 MiB
+    of indices and 16 MiB of gathered values), where 256 x Q indices took 792 MB."""
+    import tracemalloc
+    values = np.random.default_rng(24).random(200_000)
+    tracemalloc.start()
+    try:
+        low, high = sd.memorization.bootstrap_ci(values, n_bootstrap=256, rng=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2 ** 20, peak
+    assert low < values.mean() < high
+
+
+# -- the command line: every argument checked before the work starts -------------------------
+
+CLI_BAD = [
+    (["verify", "--json", "{tmp}"], r"argument --json: '.*' is a directory"),
+    (["verify", "--json", "{tmp}/missing/out.json"], r"argument --json: the folder .* does not exist"),
+    (["verify", "--seed", "-1"], r"argument --seed: must be an integer >= 0; got -1"),
+    (["verify", "--seed", "2.5"], r"argument --seed: must be an integer >= 0; got '2.5'"),
+    (["bench", "--repeat", "0"], r"argument --repeat: must be an integer >= 1; got 0"),
+    (["bench", "--sigma", "nan"], r"argument --sigma: must be a positive finite number"),
+    (["bench", "--sigma", "-1"], r"argument --sigma: must be a positive finite number"),
+    (["bench", "ode", "--plot", "{file}/x"], r"argument --plot: .* is not a folder"),
+    (["figures", "--only", ""], r"unknown figure '' in --only"),
+    (["figures", "--only", "fig99"], r"unknown figure 'fig99' in --only"),
+    (["figures", "--out", "{file}"], r"argument --out: .* exists and is not a folder"),
+    (["run", "--out", "{file}"], r"argument --out: .* exists and is not a folder"),
+]
+
+
+@pytest.mark.parametrize("argv,match", CLI_BAD, ids=[" ".join(a) for a, _ in CLI_BAD])
+def test_cli_refuses_in_one_line_with_exit_code_2(argv, match, tmp_path, capsys):
+    import re
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    argv = [a.format(tmp=tmp_path, file=afile) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(match, err), err
