@@ -41,7 +41,7 @@ def _tile_distances(XT, t0, nt, y, a, xc, dist):
             dist[j] += t * t
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model="numpy")
 def posterior_one(XT, y, a, xc, inv, want_top2, mean, dist):
     """Streaming posterior reduction for one query, in coordinates centred at ``xc``.
 

@@ -57,7 +57,7 @@ _CPU = dict(ndim=ndim, npoints=npoints, site=site, square=_square,
 _CPU["bisector_"] = njit(fastmath=FASTMATH, cache=True, inline="always")(
     specialise(cell.bisector, _CPU, "bisector_cpu", cell.TARGET_NAMES))
 #: :func:`cell.cell_margins` on the CPU (data as (d, N))
-cell_margins = njit(fastmath=FASTMATH, cache=True)(
+cell_margins = njit(fastmath=FASTMATH, cache=True, error_model="numpy")(
     specialise(cell.cell_margins, _CPU, "cell_margins_cpu", cell.TARGET_NAMES + ("bisector_",)))
 
 

@@ -81,6 +81,26 @@ def as_steps(t, T, name="t"):
     return arr
 
 
+#: coordinates whose largest magnitude lies in [2^-SCALE_EXP, 2^SCALE_EXP] are used as they
+#: are; beyond, squared distances would overflow (~1e154) or lose digits to underflow (~1e-154)
+SCALE_EXP = 100
+
+
+def length_scale(*arrays):
+    """A power of two ``c`` that brings the largest magnitude in ``arrays`` near 1.
+
+    The answers of the fields and of the Voronoi geometry are scale-equivariant (lengths,
+    sigma and the data scale together), and multiplying by a power of two is exact, so
+    computing at ``c x`` and dividing lengths by ``c`` changes no digit; it keeps squared
+    distances inside float64's range.  ``1.0`` in the ordinary range (no change at all).
+    """
+    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    if m == 0.0 or 2.0 ** -SCALE_EXP <= m <= 2.0 ** SCALE_EXP:
+        return 1.0
+    # within float64's exponent range even for subnormal magnitudes
+    return float(np.ldexp(1.0, int(np.clip(-np.frexp(m)[1], -1000, 1000))))
+
+
 def as_scalar(value, name, *, low=None, low_inclusive=True):
     """A finite real scalar, optionally bounded below."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -12,7 +12,7 @@ For ``p_0 = (1/N) sum_i delta_{x_i}`` and ``x_t = alpha x_0 + sigma eps``,
 import numpy as np
 
 from ._reduce import PreparedData, posterior_reduce, posterior_reduce_numpy
-from ._validation import as_data
+from ._validation import as_data, length_scale
 from .backend import resolve
 from .fields import ScoreField, array_io
 from .kernels.moments import dense_weights, weighted_covariance
@@ -74,6 +74,7 @@ class EmpiricalScore(ScoreField):
         self.gpu_dtype = gpu_dtype
         self._device = {}
         self._prep = {None: PreparedData(X)}
+        self._rescaled = {}
         self.labels = None
         if labels is not None:
             labels = np.asarray(labels)
@@ -102,7 +103,25 @@ class EmpiricalScore(ScoreField):
                              f"labels are {list(self.classes)}.") from None
 
     def _reduce(self, x64, sigma, alpha, label, want_top2=False):
+        """``(prep, red)``: the data and the reduction at the working scale.
+
+        Outside the ordinary range of magnitudes the data, ``x`` and ``sigma`` are scaled
+        by a power of two (:func:`length_scale`); ``red.scale`` is that factor and
+        ``red.x``, ``red.sigma`` the scaled queries, so lengths from ``red`` are divided by
+        it (``red.mean / red.scale`` is D).
+        """
         prep = self._prepared(label)
+        c = length_scale(prep.X, x64)
+        if c != 1.0:
+            key = (label.item() if isinstance(label, np.generic) else label, c)
+            if key not in self._rescaled:
+                self._rescaled[key] = PreparedData(prep.X * c)
+            prep, x64, sigma = self._rescaled[key], x64 * c, sigma * c
+        prep, red = self._reduce_at(prep, x64, sigma, alpha, want_top2)
+        red.scale, red.x, red.sigma = c, x64, sigma
+        return prep, red
+
+    def _reduce_at(self, prep, x64, sigma, alpha, want_top2):
         if self.backend == "cuda":
             from . import _cuda
             dev = self._device.get(id(prep))
@@ -117,11 +136,12 @@ class EmpiricalScore(ScoreField):
 
     def residual(self, x, sigma, alpha, label=None):
         _, red = self._reduce(x, sigma, alpha, label)
-        return alpha[:, None] * red.mean - x, red.log_normalizer()
+        return (alpha[:, None] * red.mean - red.x) / red.scale, red.log_normalizer()
 
     def _denoised(self, x, sigma, alpha, label):
         if self.regularization is None:
-            return self._reduce(x, sigma, alpha, label)[1].mean  # D itself, not x + (D - x)
+            red = self._reduce(x, sigma, alpha, label)[1]
+            return red.mean / red.scale      # D itself, not x + (D - x)
         return super()._denoised(x, sigma, alpha, label)
 
     @array_io
@@ -160,7 +180,7 @@ class EmpiricalScore(ScoreField):
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         prep, red = self._reduce(x64, sigma, alpha, label)
         W = np.empty((x64.shape[0], prep.n))
-        dense_weights(prep.XT, x64, alpha, red.inv2s2, W)
+        dense_weights(prep.XT, red.x, alpha, red.inv2s2, W)
         return W.astype(dt, copy=False)
 
     @array_io
@@ -177,7 +197,7 @@ class EmpiricalScore(ScoreField):
         """
         x64, sigma, alpha, _ = self._prepare(x, sigma, alpha)
         _, red = self._reduce(x64, sigma, alpha, label, want_top2=True)
-        return red.i1, red.i2, np.sqrt(red.d1), np.sqrt(red.d2)
+        return red.i1, red.i2, np.sqrt(red.d1) / red.scale, np.sqrt(red.d2) / red.scale
 
     @array_io
     def jacobian(self, x, sigma, alpha=1.0, *, label=None):
@@ -192,14 +212,15 @@ class EmpiricalScore(ScoreField):
         prep, red = self._reduce(x64, sigma, alpha, label)
         q, d = x64.shape
         C = np.empty((q, d, d))
-        weighted_covariance(prep.XT, x64, alpha, red.inv2s2, C)
-        s2 = sigma[:, None, None]
+        # at the working scale (red.scale): C and sigma^2 scale alike, J is dimensionless
+        weighted_covariance(prep.XT, red.x, alpha, red.inv2s2, C)
+        s2 = red.sigma[:, None, None]
         with np.errstate(over="ignore", invalid="ignore"):
             J = np.where(C == 0.0, 0.0, alpha[:, None, None] * C / s2 / s2)
         if self.regularization is not None:
             lse = red.log_normalizer()
             r = self.regularization.ratio(sigma, lse)
-            res = alpha[:, None] * red.mean - x64
+            res = (alpha[:, None] * red.mean - red.x) / red.scale
             eye = np.eye(d)[None]
             J_reg = (1.0 - r)[:, None, None] * eye + (r * alpha)[:, None, None] * J
             # d lse / dx = (alpha D - x) / sigma^2 ; d r / dx = r * dlogr/dlse * d lse/dx

@@ -113,6 +113,22 @@ class ScoreField:
                 return np.ones_like(sigma), 1.0 / sigma, 1.0 / sigma / sigma
         return self.regularization.factors(sigma, lse)
 
+    def _over_sigma(self, res, sigma, lse, power):
+        """``r res / sigma^power``, dividing by sigma one factor at a time: ``1 / sigma^2``
+        alone over- or underflows (sigma below ~1e-154 or above ~1e154) where the score itself
+        does not."""
+        reg = self.regularization
+        if reg is not None and getattr(reg, "c", 0.0) > 0.0:
+            # Tikhonov: r / sigma^2 = 1 / (sigma^2 + c) <= 1 / c, finite as it is
+            return self._scaled(res, self._factors(sigma, lse)[power])
+        out = res
+        if reg is not None:                  # r / sigma^p with r in [0, 1] (r = 1 when c = 0)
+            out = res * self._factors(sigma, lse)[0][:, None]
+        with np.errstate(over="ignore", under="ignore"):
+            for _ in range(power):
+                out = out / sigma[:, None]
+        return np.where(res == 0.0, 0.0, out)
+
     @staticmethod
     def _scaled(res, factor):
         # res == 0 exactly (x at a data point) gives 0 even where the factor is inf
@@ -141,7 +157,7 @@ class ScoreField:
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         res, lse = self.residual(x64, sigma, alpha, label)
-        return self._scaled(res, self._factors(sigma, lse)[2]).astype(dt, copy=False)
+        return self._over_sigma(res, sigma, lse, 2).astype(dt, copy=False)
 
     @array_io
     def noise(self, x, sigma, alpha=1.0, *, label=None):
@@ -151,7 +167,7 @@ class ScoreField:
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         res, lse = self.residual(x64, sigma, alpha, label)
-        return (-self._scaled(res, self._factors(sigma, lse)[1])).astype(dt, copy=False)
+        return (-self._over_sigma(res, sigma, lse, 1)).astype(dt, copy=False)
 
     @array_io
     def denoise(self, x, sigma, alpha=1.0, *, label=None):

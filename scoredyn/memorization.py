@@ -24,7 +24,7 @@ import numpy as np
 
 from ._knn import k_nearest
 from ._reduce import PreparedData
-from ._validation import as_data, as_points, as_scalar
+from ._validation import as_data, as_points, as_scalar, length_scale
 
 
 @dataclass
@@ -117,6 +117,10 @@ def nearest_training_points(generated, training, k=2, *, method="auto"):
     k = _count(k, "k", low=1)
     if k > X.shape[0]:
         raise ValueError(f"`k` must be at most the number of training points ({X.shape[0]}); got {k}.")
+    c = length_scale(X, Y)       # a power of two beyond the ordinary range: exact
+    if c != 1.0:
+        index, distance = k_nearest(PreparedData(X * c), Y * c, k, method)
+        return index, distance / c
     return k_nearest(PreparedData(X), Y, k, method)
 
 

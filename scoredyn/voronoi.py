@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._reduce import query_blocks, two_nearest_numpy
-from ._validation import as_data, as_points, as_scalar
+from ._validation import as_data, as_points, as_scalar, length_scale
 from .backend import like, resolve, to_host
 from .coldstart import compiling
 from .kernels.voronoi import voronoi_pass
@@ -30,8 +30,16 @@ def _prepare(data, y):
 
 
 def _run(data, y, tol=0.0, backend=None):
-    """``(i1, r1, i2, r2, bdist, gap, ntied)`` per query on the chosen backend."""
+    """``(i1, r1, i2, r2, bdist, gap, ntied)`` per query on the chosen backend.
+
+    Beyond the ordinary range of magnitudes the pass runs on the data and the queries
+    scaled by a power of two (:func:`length_scale`: exact), lengths scaled back.
+    """
     X, Y = _prepare(data, y)
+    c = length_scale(X, Y)
+    if c != 1.0:
+        i1, r1, i2, r2, bd, gp, nt = _run(X * c, Y * c, tol * c, backend)
+        return i1, r1 / c, i2, r2 / c, bd / c, gp / c, nt
     choice = resolve(backend)
     if choice == "cuda":
         from . import _cuda
@@ -109,7 +117,7 @@ def distance_to_boundary(data, y, tol=None, *, backend=None):
     y : (Q, d) array_like
     tol : float, optional
         Bisectors within ``tol`` of the nearest one count as tied (default
-        ``1e-9 * (1 + max |x|)``).
+        ``1e-9 * (1 + max |x|)``, or ``2e-9 max |x|`` for data within the unit ball).
     backend : {"auto", "numba", "cuda", "numpy"} or None
         As in :func:`nearest`.
 
@@ -318,4 +326,7 @@ def _clip_to_box(p, r, xmin, xmax, ymin, ymax):
 
 
 def _default_tol(X):
-    return 1e-9 * (1.0 + float(np.max(np.abs(X))))
+    """``1e-9`` of the data's extent (``1e-9 (1 + max |x|)`` for data of magnitude near 1;
+    relative below, so that data of any scale get the same answer)."""
+    m = float(np.max(np.abs(X)))
+    return 1e-9 * (1.0 + m) if m >= 1.0 or m == 0.0 else 2e-9 * m

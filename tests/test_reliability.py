@@ -249,3 +249,73 @@ def test_cli_refuses_in_one_line_with_exit_code_2(argv, match, tmp_path, capsys)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and re.search(match, err), err
+
+
+# -- data scale: the answers are scale-equivariant, at every representable scale ------------
+
+SCALES = [2.0 ** -1000, 1e-300, 1e-200, 1e-154, 1.0, 1e154, 1e200, 1e300]
+
+
+@pytest.mark.parametrize("c", SCALES)
+def test_empirical_field_at_every_scale(c):
+    """Two sites 0 and 3 c, the query at 1.2 c, sigma = c / 2: the logits are -2.88 and -6.48
+    whatever c is, so D = 3 c / (1 + e^{3.6}) (closed form), the score and noise scale as
+    1/c and 1, and the nearest site is site 0 at 1.2 c.  (Unscaled, squares overflow past
+    ~1e154, lose their digits below ~1e-154, and returned D = 0, NaN, or 80% errors.)"""
+    X = np.array([[0.0, 0.0], [3.0, 0.0]]) * c
+    x = np.array([[1.2, 0.0]]) * c
+    f = sd.EmpiricalScore(X)
+    w1 = 1.0 / (1.0 + np.exp(3.6))
+    D = 3.0 * w1
+    np.testing.assert_allclose(f.denoise(x, 0.5 * c) / c, [[D, 0.0]], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(f.score(x, 0.5 * c) * c, [[(D - 1.2) / 0.25, 0.0]], rtol=1e-14,
+                               atol=1e-15)
+    np.testing.assert_allclose(f.noise(x, 0.5 * c), [[(1.2 - D) / 0.5, 0.0]], rtol=1e-14,
+                               atol=1e-15)
+    np.testing.assert_allclose(f.weights(x, 0.5 * c), [[1 - w1, w1]], rtol=1e-14)
+    i1, i2, r1, r2 = f.nearest(x)
+    assert (i1[0], i2[0]) == (0, 1)
+    np.testing.assert_allclose([r1[0] / c, r2[0] / c], [1.2, 1.8], rtol=1e-15)
+    # log p = logsumexp(l) - log 2 - log(2 pi sigma^2): only the last term sees the scale
+    lse = np.logaddexp(-2.88, -6.48)
+    np.testing.assert_allclose(f.log_density(x, 0.5 * c),
+                               lse - np.log(2) - np.log(2 * np.pi * 0.25) - 2 * np.log(c),
+                               rtol=1e-14)
+    np.testing.assert_allclose(f.jacobian(x, 0.5 * c)[0, 0, 0], 9.0 * w1 * (1 - w1) / 0.25,
+                               rtol=1e-13)
+
+
+@pytest.mark.parametrize("c", SCALES)
+def test_voronoi_at_every_scale(c):
+    """Never index -1 (which silently picked the last point): nearest sites, distances and
+    margins scale with the data."""
+    X = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]]) * c
+    y = np.array([[2.9, 1.0], [0.2, 0.1]]) * c
+    i1, i2, r1, r2 = sd.voronoi.nearest(X, y)
+    np.testing.assert_array_equal(i1, [1, 0])
+    np.testing.assert_allclose(r1 / c, [np.hypot(0.1, 1.0), np.hypot(0.2, 0.1)], rtol=1e-15)
+    # distance to the bisector x = 1.5 between sites 0 and 1
+    dist, n_tied, cell = sd.voronoi.distance_to_boundary(X, y[1:])
+    np.testing.assert_allclose(dist / c, [1.3], rtol=1e-14)
+    assert (n_tied[0], cell[0]) == (1, 0)
+    index, distance = sd.memorization.nearest_training_points(y, X)
+    np.testing.assert_array_equal(index[:, 0], [1, 0])
+    np.testing.assert_allclose(distance[:, 0] / c, r1 / c, rtol=1e-15)
+
+
+@pytest.mark.parametrize("c", [1e-200, 1e200])
+def test_solve_beyond_the_fused_range_runs_on_numpy(c):
+    """The log-time flow is scale-equivariant: data and y0 times c, s shifted by -log c.  The
+    fused kernels square coordinates as they are, so beyond 2^+-450 the automatic choice takes
+    the numpy engine (which rescales), and naming a fused engine says why it cannot."""
+    X = np.random.default_rng(25).standard_normal((20, 2))
+    y0 = np.random.default_rng(26).standard_normal((6, 2))
+    ref = sd.solve(sd.EmpiricalScore(X), y0, (0.0, 3.0), rtol=1e-8, atol=1e-300)
+    f = sd.EmpiricalScore(X * c)
+    r = sd.solve(f, y0 * c, (-np.log(c), 3.0 - np.log(c)), rtol=1e-8, atol=1e-300)
+    assert r.engine == "numpy" and r.success
+    np.testing.assert_array_equal(r.nearest, ref.nearest)
+    np.testing.assert_allclose(r.y / c, ref.y, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"`engine`='numba' cannot run this problem: the data "
+                                         r"reach magnitude"):
+        sd.solve(f, y0 * c, (0.0, 1.0), engine="numba")

@@ -167,6 +167,11 @@ class KernelOutputs:
             engine=engine)
 
 
+#: the fused kernels square coordinate differences as they are: magnitudes within
+#: 2^+-FUSED_EXP keep the squares normal float64 numbers
+FUSED_EXP = 450
+
+
 def _fused_unavailable(problem):
     from ..empirical import EmpiricalScore
     if type(problem.field) is not EmpiricalScore:
@@ -175,6 +180,11 @@ def _fused_unavailable(problem):
     if not problem.one_step:
         return (f"it needs a one-step method with a dense output if adaptive (got "
                 f"{problem.method.name!r}); the 'numpy' engine runs every method")
+    # (states that overflow on the way are reported by the kernels' status instead)
+    m = float(np.max(np.abs(problem.field.data)))
+    if m > 0 and not 2.0 ** -FUSED_EXP <= m <= 2.0 ** FUSED_EXP:
+        return (f"the data reach magnitude {m:.3g}, beyond 2^+-{FUSED_EXP} where its squared "
+                f"distances over- or underflow; the 'numpy' engine rescales them")
     return None
 
 

@@ -34,6 +34,14 @@ def _rhs(field, z, s, label):
         return field._factors(sigma, lse)[0][:, None] * res
 
 
+def _norms(y):
+    """``|y|`` per row without overflow or underflow of the squares (rows scaled by their
+    largest entry)."""
+    m = np.max(np.abs(y), axis=1)
+    safe = np.where(m > 0, m, 1.0)
+    return m * np.sqrt(np.sum((y / safe[:, None]) ** 2, axis=1))
+
+
 def _rms(err, y, ynew, rtol, atol):
     """The RMS error norm per trajectory, from :func:`scalar.error_ratio` per component."""
     return np.sqrt(np.mean(_error_ratio(err, y, ynew, rtol, atol) ** 2, axis=1))
@@ -53,7 +61,7 @@ def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
     q = y0.shape[0]
     stats = [np.zeros(q, np.int64) for _ in range(3)]
     status = np.full(q, STATUS_SUCCESS, np.int64)
-    max_norm = np.linalg.norm(y0, axis=1)
+    max_norm = _norms(y0)
     grid, slot = span, np.full(2, -1, np.int64)
     ys = np.empty((0,) + y0.shape)
     if meth.adaptive:
@@ -103,7 +111,7 @@ def solve_numpy(problem):
     n_rej = np.zeros(q, np.int64)
     nfev = np.zeros(q, np.int64)
     status = np.full(q, STATUS_SUCCESS, np.int64)
-    max_norm = np.linalg.norm(y0, axis=1)
+    max_norm = _norms(y0)
     if slot[0] >= 0:
         ys[slot[0]] = y0
     if meth.adaptive:
@@ -162,7 +170,7 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
             status[bad] = STATUS_NONFINITE
             y = np.where(bad[:, None], y, ynew)
             n_steps += 1
-            max_norm[:] = np.maximum(max_norm, np.linalg.norm(y, axis=1))
+            max_norm[:] = np.maximum(max_norm, _norms(y))
         if slot[k + 1] >= 0:
             ys[slot[k + 1]] = y
     return y
@@ -301,7 +309,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             y[ia] = yn
             s[ia] = sn
             n_steps[ia] += 1
-            max_norm[ia] = np.maximum(max_norm[ia], np.linalg.norm(yn, axis=1))
+            max_norm[ia] = np.maximum(max_norm[ia], _norms(yn))
             if fsal:
                 f0[ia] = Ka[-1]
             else:
