@@ -201,7 +201,7 @@ class NumbaEngine(Engine):
         from ..kernels import odeint
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        with compiling("solve (per trajectory)", odeint.integrate):
+        with compiling("solve (per trajectory)", odeint.integrate_chunk):
             odeint.integrate(problem.field._prepared(problem.label).XT, *kp.arrays(),
                              *out.arrays())
         return out.result(problem, self.name)
@@ -223,7 +223,7 @@ class LaneEngine(NumbaEngine):
         from ..kernels import odeint_lanes
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        with compiling("solve (SIMD lanes)", odeint_lanes.integrate_lanes):
+        with compiling("solve (SIMD lanes)", odeint_lanes.lane_chunk):
             odeint_lanes.integrate_lanes(problem.field._prepared(problem.label).XT,
                                          *kp.arrays(), *out.arrays())
         return out.result(problem, self.name)
