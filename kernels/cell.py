@@ -8,7 +8,7 @@ For the nearest site ``x_i`` of ``y`` and every other site ``x_l``
   (a cell is a convex polytope; redundant half-spaces never lower the min);
 * distance gap ``g_l = |y - x_l| - |y - x_i| = 2 |Delta| h_l / (|y - x_l| + |y - x_i|)``;
   ``y`` is in the shrunken cell ``V^delta(x_i)`` of Baptista et al. (2025,
-  arXiv:2501.15785, Theorem 3.4) iff ``min_l g_l >= delta``.
+  arXiv:2501.15785, main theorem) iff ``min_l g_l >= delta``.
 
 Both are formed from ``(y - m).Delta`` (no difference of squared distances), in
 coordinates centred at ``xc``: ``y - m = u - (Delta / 2 + (x_i - xc))``, exact

@@ -1,7 +1,7 @@
 """The per-trajectory time loop of the log-time reverse ODE, written once for every target.
 
 ``dz/ds = -r(s) (z - D(z; sigma = e^{-s}))`` (Baptista, Dasgupta, Kovachki,
-Oberai & Stuart 2025, arXiv:2501.15785, eq. (1.4) in log-time ``s = -log t``).
+Oberai & Stuart 2025, arXiv:2501.15785: the reverse ODE in log-time ``s = -log t``).
 :func:`advance` integrates one trajectory through its whole span: stages,
 step control, dense output at save times, recentring and the online Voronoi
 diagnostics.  It is plain Python over scalars and 1-D work arrays, compiled

@@ -59,6 +59,19 @@ def as_positive(value, q, name):
     return np.ascontiguousarray(np.broadcast_to(arr, (q,)))
 
 
+def as_rng(rng, name="rng"):
+    """A numpy Generator from ``rng`` (None, a seed, a SeedSequence, a BitGenerator or a
+    Generator), with a message that names the parameter when ``rng`` is none of these."""
+    if isinstance(rng, bool):
+        raise TypeError(f"`{name}` must be None, a non-negative integer seed or a "
+                        f"numpy.random.Generator; got {rng!r}.")
+    try:
+        return np.random.default_rng(rng)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"`{name}` must be None, a non-negative integer seed or a "
+                        f"numpy.random.Generator; got {rng!r} ({exc}).") from None
+
+
 def as_count(value, name, low=1):
     """An integer ``>= low`` (bools and floats such as 2.7 are refused, not truncated)."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < low:

@@ -23,7 +23,7 @@ Conventions of the paper: variance-preserving, ``x_t = sqrt(1 - sigma_t^2) x_0 +
 import numpy as np
 from scipy.stats import norm
 
-from ._validation import as_count, as_data, as_scalar
+from ._validation import as_count, as_data, as_rng, as_scalar
 from .empirical import EmpiricalScore
 from .fields import ScoreField
 
@@ -58,7 +58,7 @@ class AmbientScore(ScoreField):
     def __init__(self, data, sigma_n, *, rng=None):
         X, self._dtype = as_data(data)
         self.sigma_n = _sigma_level(sigma_n, "sigma_n")
-        rng = np.random.default_rng(rng)
+        rng = as_rng(rng)
         self.noisy = np.sqrt(1 - self.sigma_n**2) * X + self.sigma_n * rng.standard_normal(X.shape)
         self._field = EmpiricalScore(self.noisy)
         self.dim = X.shape[1]
@@ -140,7 +140,7 @@ def leakage_monte_carlo(cov, sigma_n, m, n=20000, *, rng=None):
     s = _sigma_level(sigma_n, "sigma_n")
     m = as_count(m, "m")
     n = as_count(n, "n", low=2)
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     a = np.sqrt(1 - s * s)
     # x0 ~ N(0, cov) through the eigendecomposition: a singular covariance (no Cholesky
     # factor) is valid, x0 then lies in its range

@@ -1,4 +1,5 @@
-"""DDPM closed forms and mixed sampling (Wang, Han & Zou 2024, "On the Discrepancy and Connection between Memorization and Generation in Diffusion Models").
+"""DDPM closed forms and mixed sampling (Wang, Han & Zou 2024, "On the Discrepancy and
+Connection between Memorization and Generation in Diffusion Models").
 
 * :class:`DDPMOptimum` — the optimal noise prediction eps*(x_t, t) (Wang, Han & Zou 2024,
   eq. 4; TMLR eq. 29) and x-hat*(x_t, t) (eqs. 5-7) in discrete DDPM time:
@@ -20,6 +21,8 @@ the distance, and an exact generalising field does not complete the replication
 the way the paper's trained networks do.
 """
 import numpy as np
+
+from ._validation import as_rng
 
 from .fields import ScoreField
 from .memorization import memorization_ratio
@@ -111,7 +114,7 @@ def window_sweep(inside, outside, schedule, training, *, n=256, windows=TABLE1_W
     list of dict
         ``{"window": (i, j), "ratio": MetricResult}`` per window.
     """
-    seed = np.random.default_rng(rng).integers(2**63)
+    seed = as_rng(rng).integers(2**63)
     d = np.shape(training)[1]
     x_T = np.random.default_rng(seed).standard_normal((n, d))
     out = []

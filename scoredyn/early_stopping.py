@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chisquare
 
-from ._validation import as_count, as_data, as_scalar
+from ._validation import as_count, as_data, as_rng, as_scalar
 from .empirical import EmpiricalScore
 from .schedules import Schedule
 from .solver import solve
@@ -58,7 +58,7 @@ def mmd_test(a, b, *, n_permutations=200, rng=None):
         raise ValueError(f"`a` and `b` need at least 2 samples each (the unbiased MMD^2); got "
                          f"{a.shape[0]} and {b.shape[0]}.")
     n_permutations = as_count(n_permutations, "n_permutations", low=1)
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     pooled = np.vstack([a, b])
     sq = np.sum((pooled[:, None] - pooled[None]) ** 2, axis=-1)
     bw = float(np.sqrt(0.5 * np.median(sq[np.triu_indices_from(sq, 1)])))
@@ -95,7 +95,7 @@ def uniformity_check(samples, data):
 def sample_smoothed(data, schedule, t, n, rng=None):
     """n samples of p^_t = (1/N) sum_k N(alpha_t x_k, sigma_t^2 I)."""
     X, _ = as_data(data)
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     k = rng.integers(0, X.shape[0], n)
     return schedule.alpha(t) * X[k] + schedule.sigma(t) * rng.standard_normal((n, X.shape[1]))
 
@@ -124,7 +124,7 @@ def early_stopping_check(data, schedule, T, delta, n=400, *, n_permutations=200,
     TwoSampleResult
         A large p-value is what Theorem 3 predicts (same distribution).
     """
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     gen = reverse_from_noise(data, schedule, T, delta, n, rng=rng)
     ref = sample_smoothed(data, schedule, delta, n, rng)
     return mmd_test(gen, ref, n_permutations=n_permutations, rng=rng)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_scalar
+from ._validation import as_rng, as_scalar
 from .memorization import memorization_ratio
 
 
@@ -95,7 +95,7 @@ def memorization_curve(data, sizes, make_field, sample, *, zeta=0.1, threshold=1
     -------
     EMMResult (with ``ratios`` the measured memorization ratios)
     """
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     data = np.asarray(data, dtype=float)
     sizes = [int(s) for s in sizes]
     if max(sizes) > data.shape[0] or min(sizes) < 2:

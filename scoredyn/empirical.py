@@ -31,12 +31,13 @@ class EmpiricalScore(ScoreField):
         Exact regularised optimum (see :mod:`scoredyn.regularization`).
     labels : (N,) array_like, optional
         Class labels; methods then accept ``label=`` and use only that class's
-        points (Gu et al., TMLR 2025, arXiv:2310.02664, Appendix A.3: the class-conditional optimum).
+        points (Gu et al., TMLR 2025, arXiv:2310.02664, Appendix A.3: the
+        class-conditional optimum).
     method : {"auto", "direct", "gemm"}
         CPU kernels: how squared distances are formed: direct differences
         (``d <= 24`` under "auto") or BLAS with exact recomputation where
-        rounding matters.  Both are exact in the sense of :mod:`scoredyn.kernels`, "Numerical traps"; the
-        choice is speed only.  (The GPU forms every distance by direct differences.)
+        rounding matters.  Both are exact in the sense of the "Numerical traps" of
+        :mod:`scoredyn.kernels`; the choice is speed only.  (The GPU forms every distance by direct differences.)
     backend : {"auto", "numba", "cuda", "numpy"} or None
         Where the O(Q N d) reduction runs (:mod:`scoredyn.backend`; None reads
         ``SCOREDYN_BACKEND``, default "auto": the GPU when usable).  cupy
@@ -78,6 +79,11 @@ class EmpiricalScore(ScoreField):
         self.labels = None
         if labels is not None:
             labels = np.asarray(labels)
+            if labels.dtype == object or labels.dtype.kind not in "biufUS":
+                raise TypeError(f"`labels` must be an array of integers, floats or strings; got "
+                                f"dtype {labels.dtype}.")
+            if labels.dtype.kind in "fc" and not np.all(np.isfinite(labels)):
+                raise ValueError("`labels` must be finite (NaN is not a class: NaN != NaN).")
             if labels.shape != (self.n,):
                 raise ValueError(f"`labels` must have shape ({self.n},), one per data point; "
                                  f"got shape {labels.shape}.")

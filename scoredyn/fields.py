@@ -5,7 +5,7 @@ scale ``alpha`` (the forward process ``x_t = alpha x_0 + sigma eps``), the
 residual ``alpha D(x) - x`` (:meth:`ScoreField.residual`, with ``D`` the
 posterior mean ``E[x_0 | x_t = x]``) and a shrink factor ``r`` in [0, 1]
 (``r = 1`` unless regularised).  Tweedie's formula (Efron 2011, "Tweedie's
-formula and selection bias", eq. (1.4)) then gives all three:
+formula and selection bias") then gives all three:
 
 * score      ``grad log p_t(x) = r (alpha D - x) / sigma^2``
 * noise      ``eps*(x) = -sigma * score = r (x - alpha D) / sigma``

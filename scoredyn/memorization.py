@@ -24,7 +24,7 @@ import numpy as np
 
 from ._knn import k_nearest
 from ._reduce import PreparedData
-from ._validation import as_data, as_points, as_scalar, length_scale
+from ._validation import as_data, as_points, as_rng, as_scalar, length_scale
 
 
 @dataclass
@@ -82,7 +82,7 @@ def bootstrap_ci(values, *, n_bootstrap=1000, level=0.95, rng=None):
         raise ValueError(f"`level` must lie in (0, 1); got {level}.")
     if n_bootstrap == 0 or values.size == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     means = np.empty(n_bootstrap)
     # bounded memory: as many resamples at a time as fit BOOTSTRAP_ENTRIES indices (at least one)
     rows = max(1, BOOTSTRAP_ENTRIES // values.size)

@@ -16,7 +16,7 @@ point masses is exactly the empirical field.
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validation import _as_float_array, as_data
+from ._validation import _as_float_array, as_data, as_rng
 from .fields import ScoreField
 
 
@@ -105,9 +105,25 @@ class GaussianMixture(ScoreField):
         lse = logsumexp(logn, axis=1)
         return np.exp(logn - lse[:, None]), lse
 
+    #: the range of sigma where sigma^2 is a normal float64 number (see Notes)
+    SIGMA_RANGE = (1e-150, 1e150)
+
+    def _prepare(self, x, sigma, alpha):
+        out = super()._prepare(x, sigma, alpha)
+        self._check_sigma(out[1])
+        return out
+
+    def _check_sigma(self, sigma):
+        lo, hi = self.SIGMA_RANGE
+        bad = (sigma <= lo) | (sigma >= hi)
+        if np.any(bad):
+            raise ValueError(f"`sigma` must lie in ({lo:g}, {hi:g}) for a GaussianMixture "
+                             f"(sigma^2 must be a normal float64); got {sigma[bad][0]:g}.")
+
     def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
+        self._check_sigma(sigma)
         logn, resid = self._components(x, sigma, alpha)
         rho, _ = self._responsibilities(logn)
         return np.einsum("qk,kqd->qd", rho, resid), None
@@ -158,7 +174,7 @@ class GaussianMixture(ScoreField):
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"`n` must be a non-negative integer; got {n!r}.")
-        rng = np.random.default_rng(rng)
+        rng = as_rng(rng)
         comp = rng.choice(self.n_components, size=n, p=self.mixing)
         z = rng.standard_normal((n, self.dim)) * np.sqrt(self.eigenvalues[comp])
         out = self.means[comp] + np.einsum("nij,nj->ni", self.eigenvectors[comp], z)

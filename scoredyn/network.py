@@ -16,12 +16,13 @@ sampler and integrator (VP/DDPM levels through ``z = x/alpha``,
 ``sigma~ = sigma/alpha``).
 """
 import numbers
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
 
-from ._validation import as_data, as_scalar
+from ._validation import as_data, as_rng, as_scalar
 from .fields import ScoreField
 
 ACTIVATIONS = ("relu", "silu")
@@ -79,7 +80,7 @@ class ScoreMLP(ScoreField):
             raise ValueError(f"`activation` must be one of {ACTIVATIONS}; got {activation!r}.")
         self.activation = activation
         fourier_scale = as_scalar(fourier_scale, "fourier_scale", low=0.0, low_inclusive=False)
-        rng = np.random.default_rng(rng)
+        rng = as_rng(rng)
         self.freqs = rng.standard_normal(self.n_fourier) * fourier_scale
         sizes = [self.dim + 2 * self.n_fourier] + [self.width] * self.depth + [self.dim]
         self.params = []
@@ -176,8 +177,8 @@ class ScoreMLP(ScoreField):
         sigma_min = as_scalar(sigma_min, "sigma_min", low=0.0, low_inclusive=False)
         sigma_max = as_scalar(sigma_max, "sigma_max", low=sigma_min, low_inclusive=False)
         log_every = _positive_int(log_every, "log_every")
-        rng = np.random.default_rng(rng)
-        b1, b2 = betas
+        rng = as_rng(rng)
+        b1, b2 = _betas(betas)
         if self._adam is None:                       # Adam's moments persist across fit calls
             self._adam = ([np.zeros_like(p) for p in self.params],
                           [np.zeros_like(p) for p in self.params], 0)
@@ -221,17 +222,80 @@ class ScoreMLP(ScoreField):
 
     @classmethod
     def load(cls, path):
-        """Read a network written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as f:
-            net = cls(int(f["dim"]), width=int(f["width"]), depth=int(f["depth"]),
-                      n_fourier=int(f["n_fourier"]), activation=str(f["activation"]), rng=0)
-            net.freqs = f["freqs"].copy()
-            net.params = [f[f"p{k}"].copy() for k in range(len(net.params))]
+        """Read a network written by :meth:`save`.
+
+        Raises
+        ------
+        ValueError
+            The file is not a readable ``.npz`` archive, or a key is missing, or an
+            array has the wrong shape or dtype or non-finite entries (the message
+            names the file and the key).
+        """
+        with open(path, "rb") as fh:                    # a missing file: FileNotFoundError
+            return cls._read_checkpoint(fh, path)
+
+    @classmethod
+    def _read_checkpoint(cls, fh, path):
+        try:
+            archive = np.load(fh, allow_pickle=False)
+        except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+            raise ValueError(f"{path}: not a ScoreMLP checkpoint (.npz written by "
+                             f"ScoreMLP.save): {exc}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not a ScoreMLP checkpoint (a single array, not an "
+                             f".npz archive).")
+        with archive as f:
+            def read(key, shape=None, kind="f"):
+                if key not in f.files:
+                    raise ValueError(f"{path}: not a ScoreMLP checkpoint: the key {key!r} is "
+                                     f"missing.")
+                try:
+                    a = f[key]
+                except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+                    raise ValueError(f"{path}: the key {key!r} cannot be read ({exc}).") from None
+                if kind == "U":
+                    if a.dtype.kind != "U" or a.ndim != 0:
+                        raise ValueError(f"{path}: {key!r} must be a string; got {a.dtype} "
+                                         f"of shape {a.shape}.")
+                    return str(a)
+                if kind == "i":
+                    if a.ndim != 0 or a.dtype.kind not in "iu":
+                        raise ValueError(f"{path}: {key!r} must be an integer; got {a.dtype} "
+                                         f"of shape {a.shape}.")
+                    return int(a)
+                if a.dtype.kind != "f" or (shape is not None and a.shape != shape):
+                    raise ValueError(f"{path}: {key!r} must be a float array of shape "
+                                     f"{shape}; got {a.dtype} of shape {a.shape}.")
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"{path}: {key!r} has non-finite entries.")
+                return a.astype(np.float64)
+            try:
+                net = cls(read("dim", kind="i"), width=read("width", kind="i"),
+                          depth=read("depth", kind="i"), n_fourier=read("n_fourier", kind="i"),
+                          activation=read("activation", kind="U"), rng=0)
+            except ValueError as exc:
+                if str(exc).startswith(str(path)):
+                    raise
+                raise ValueError(f"{path}: not a valid ScoreMLP architecture: {exc}") from None
+            net.freqs = read("freqs", (net.n_fourier,))
+            net.params = [read(f"p{k}", p.shape) for k, p in enumerate(net.params)]
         return net
 
     def __repr__(self):
         return (f"ScoreMLP(dim={self.dim}, width={self.width}, depth={self.depth}, "
                 f"n_fourier={self.n_fourier}, activation={self.activation!r})")
+
+
+def _betas(betas):
+    """Adam's ``(beta1, beta2)``, each in [0, 1) (1 divides by 1 - beta^t = 0)."""
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"`betas` must be two numbers (beta1, beta2); got {betas!r}.") from None
+    for name, b in (("betas[0]", b1), ("betas[1]", b2)):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"`{name}` must lie in [0, 1); got {b}.")
+    return b1, b2
 
 
 def _positive_int(value, name):

@@ -10,13 +10,13 @@
   ``step -> field`` (to mix fields along the path).
 
 In log-time ``lambda = log(alpha / sigma)`` the probability-flow ODE of every
-schedule is the one of :func:`scoredyn.solve` (Karras, Aittala, Aila & Laine
-2022, arXiv:2206.00364, eq. (4) after the change of variables ``z = x / alpha``,
-``sigma~ = e^{-lambda}``); the tests check that both agree.
+schedule is the one of :func:`scoredyn.solve` (the probability-flow ODE of Karras,
+Aittala, Aila & Laine 2022, arXiv:2206.00364, after the change of variables
+``z = x / alpha``, ``sigma~ = e^{-lambda}``); the tests check that both agree.
 """
 import numpy as np
 
-from ._validation import as_points, as_scalar
+from ._validation import as_points, as_rng, as_scalar
 from .fields import ScoreField
 from .engines.base import STATUS_MESSAGES
 from .schedules import DDPM, Schedule
@@ -109,7 +109,7 @@ def reverse_sde(field, schedule, x_T, t_span, *, n_steps, rng=None, label=None):
         raise ValueError(f"`t_span` must satisfy t0 > t1 >= 0; got {tuple(t_span)}.")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"`n_steps` must be a positive integer; got {n_steps!r}.")
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     kw = {} if label is None else {"label": label}
     dt = (t0 - t1) / n_steps
     x = x.copy()
@@ -161,7 +161,7 @@ def ddim_sample(field, schedule, x_T, *, steps=None, eta=0.0, rng=None, label=No
     _check_field(field)
     steps = _ddpm_steps(schedule, steps)
     eta = as_scalar(eta, "eta", low=0.0)
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     x = np.array(x_T, dtype=float)
     kw = {} if label is None else {"label": label}
     path = []
@@ -193,7 +193,7 @@ def ddpm_sample(field, schedule, x_T, *, rng=None, label=None, variance="posteri
         raise ValueError(f"`variance` must be 'posterior' or 'beta'; got {variance!r}.")
     if not isinstance(schedule, DDPM):
         raise TypeError(f"`schedule` must be a DDPM schedule; got {type(schedule).__name__}.")
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     x = np.array(x_T, dtype=float)
     kw = {} if label is None else {"label": label}
     ab = schedule.abar

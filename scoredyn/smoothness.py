@@ -1,4 +1,5 @@
-"""Smoothness of a score field, Wang, Han & Zou 2024, "On the Discrepancy and Connection between Memorization and Generation in Diffusion Models", §3 and Appendices B, E, F.
+"""Smoothness of a score field (Wang, Han & Zou 2024, "On the Discrepancy and Connection
+between Memorization and Generation in Diffusion Models", §3 and Appendices B, E, F).
 
 On a DDPM schedule, for two training points x_0, y_0 noised with the same eps
 (``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, likewise y_t):
@@ -16,6 +17,8 @@ On a DDPM schedule, for two training points x_0, y_0 noised with the same eps
 """
 import numpy as np
 
+from ._validation import as_rng
+
 from .fields import ScoreField
 from .schedules import DDPM
 
@@ -32,7 +35,7 @@ def _check(field, schedule, t):
 
 def noised_pair(schedule, x0, y0, t, rng=None):
     """``(x_t, y_t)`` with one shared noise draw, each of shape (d,)."""
-    eps = np.random.default_rng(rng).standard_normal(np.shape(x0))
+    eps = as_rng(rng).standard_normal(np.shape(x0))
     a, s = float(schedule.alpha(t)), float(schedule.sigma(t))
     return a * np.asarray(x0, float) + s * eps, a * np.asarray(y0, float) + s * eps
 

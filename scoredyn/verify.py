@@ -1,7 +1,7 @@
 """Numerical verification of the theorem of Baptista, Dasgupta, Kovachki, Oberai and Stuart.
 
-Each claim of the theorem of Baptista et al. 2025, arXiv:2501.15785 (Theorem 3.4) is run as an experiment on random data
-sets and random starts, measured, and compared with a tolerance that comes
+Each claim of the main theorem of Baptista et al. (2025, arXiv:2501.15785) is run as an
+experiment on random data sets and random starts, measured, and compared with a tolerance that comes
 from the integrator's accuracy (never tuned to pass).  :func:`run` returns the
 table that ``scoredyn verify`` prints.
 """
@@ -12,6 +12,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from . import voronoi
+from ._validation import as_rng
 from .convergence import fit_collapse, min_separation, sufficient_time
 from .empirical import EmpiricalScore
 from .regularization import Tikhonov
@@ -209,7 +210,7 @@ CLAIMS = [claim_bounded, claim_invariance, claim_limits, claim_collapse, claim_r
 
 def run(*, quick=False, rng=None, progress=True):
     """Run every claim; returns a list of :class:`ClaimResult`."""
-    rng = np.random.default_rng(rng)
+    rng = as_rng(rng)
     results = []
     bar = None
     if progress:

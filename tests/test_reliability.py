@@ -319,3 +319,102 @@ def test_solve_beyond_the_fused_range_runs_on_numpy(c):
     with pytest.raises(ValueError, match=r"`engine`='numba' cannot run this problem: the data "
                                          r"reach magnitude"):
         sd.solve(f, y0 * c, (0.0, 1.0), engine="numba")
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+def _checkpoint(tmp_path, edit=None, raw=None):
+    net = sd.ScoreMLP(2, width=8, depth=1, rng=0)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    if raw is not None:
+        path.write_bytes(raw(path.read_bytes()))
+    if edit is not None:
+        arrays = dict(np.load(path))
+        edit(arrays)
+        np.savez(path, **arrays)
+    return path
+
+
+def _drop(key):
+    def edit(a):
+        del a[key]
+    return edit
+
+
+def _set(key, value):
+    def edit(a):
+        a[key] = value(a[key]) if callable(value) else value
+    return edit
+
+
+CHECKPOINTS_BAD = [
+    (dict(raw=lambda b: b[:200]), r"net.npz: not a ScoreMLP checkpoint \(.npz written by "
+                                  r"ScoreMLP.save\)"),
+    (dict(raw=lambda b: b"not a zip"), r"net.npz: not a ScoreMLP checkpoint"),
+    (dict(edit=_drop("p1")), r"net.npz: not a ScoreMLP checkpoint: the key 'p1' is missing"),
+    (dict(edit=_drop("dim")), r"net.npz: not a ScoreMLP checkpoint: the key 'dim' is missing"),
+    (dict(edit=_set("p0", lambda p: p[:3])), r"net.npz: 'p0' must be a float array of shape "
+                                             r"\(18, 8\); got float64 of shape \(3, 8\)"),
+    (dict(edit=_set("p2", lambda p: p * np.nan)), r"net.npz: 'p2' has non-finite entries"),
+    (dict(edit=_set("freqs", lambda p: p.astype(np.int64))), r"net.npz: 'freqs' must be a "
+                                                             r"float array"),
+    (dict(edit=_set("width", np.array(2.5))), r"net.npz: 'width' must be an integer"),
+    (dict(edit=_set("activation", np.array("tanh"))), r"net.npz: not a valid ScoreMLP "
+                                                      r"architecture: `activation` must be"),
+]
+
+
+@pytest.mark.parametrize("kw,match", CHECKPOINTS_BAD, ids=[m[:40] for _, m in CHECKPOINTS_BAD])
+def test_checkpoint_refused_naming_file_and_key(tmp_path, kw, match):
+    path = _checkpoint(tmp_path, **kw)
+    with pytest.raises(ValueError, match=match):
+        sd.ScoreMLP.load(path)
+
+
+def test_checkpoint_round_trip_and_missing_file(tmp_path):
+    path = _checkpoint(tmp_path)
+    net = sd.ScoreMLP.load(path)
+    x = np.random.default_rng(27).standard_normal((4, 2))
+    np.testing.assert_array_equal(net.score(x, 0.3), sd.ScoreMLP(2, width=8, depth=1,
+                                                                 rng=0).score(x, 0.3))
+    with pytest.raises(FileNotFoundError):
+        sd.ScoreMLP.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("betas,match", [((1.0, 0.999), r"`betas\[0\]` must lie in \[0, 1\); got 1.0"),
+                                         ((0.9, np.nan), r"`betas\[1\]` must lie in \[0, 1\)"),
+                                         ((0.9,), r"`betas` must be two numbers")])
+def test_adam_betas_are_checked(betas, match):
+    net = sd.ScoreMLP(2, width=4, depth=1, rng=0)
+    with pytest.raises(ValueError, match=match):
+        net.fit(np.zeros((4, 2)), steps=1, betas=betas)
+    assert all(np.all(np.isfinite(p)) for p in net.params)
+
+
+# -- random generators, labels, the mixture's sigma range ---------------------------------------
+
+@pytest.mark.parametrize("call", [
+    lambda rng: sd.reverse_sde(sd.GaussianMixture([[0.0]], [1.0]), sd.VE(), np.zeros((1, 1)),
+                               (1.0, 0.1), n_steps=2, rng=rng),
+    lambda rng: sd.memorization.bootstrap_ci([0.1, 0.2], rng=rng),
+    lambda rng: sd.GaussianMixture([[0.0]], [1.0]).sample(3, rng=rng),
+    lambda rng: sd.ScoreMLP(1, width=2, depth=1, rng=rng),
+], ids=["reverse_sde", "bootstrap_ci", "GaussianMixture.sample", "ScoreMLP"])
+def test_a_bad_rng_is_named(call):
+    with pytest.raises(ValueError, match=r"`rng` must be None, a non-negative integer seed or a "
+                                         r"numpy.random.Generator; got -1"):
+        call(-1)
+
+
+def test_nan_labels_are_refused():
+    with pytest.raises(ValueError, match=r"`labels` must be finite"):
+        sd.EmpiricalScore(np.zeros((2, 1)), labels=[0.0, np.nan])
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-151, 1e151, 1e300])
+def test_mixture_refuses_sigma_outside_its_range(sigma):
+    """Its documented range (sigma^2 a normal float64) is enforced: NaN was returned."""
+    gm = sd.GaussianMixture([[0.0, 1.0]], [0.5])
+    with pytest.raises(ValueError, match=r"`sigma` must lie in \(1e-150, 1e\+150\)"):
+        gm.denoise(np.zeros((1, 2)), sigma)

@@ -127,7 +127,7 @@ class SolveResult:
     first_inside : (Q,) ndarray or None
         With ``delta`` and ``s_star``: the first step start ``>= s_star`` in
         ``V^delta`` of the nearest site (NaN if none).  Invariance after ``s*``
-        (Baptista et al. 2025, arXiv:2501.15785, Theorem 3.4) means
+        (Baptista et al. 2025, arXiv:2501.15785, main theorem) means
         ``entry_time <= first_inside``.
     method : str
     engine : str
