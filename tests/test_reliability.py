@@ -418,3 +418,36 @@ def test_mixture_refuses_sigma_outside_its_range(sigma):
     gm = sd.GaussianMixture([[0.0, 1.0]], [0.5])
     with pytest.raises(ValueError, match=r"`sigma` must lie in \(1e-150, 1e\+150\)"):
         gm.denoise(np.zeros((1, 2)), sigma)
+
+
+# -- fork after first use ---------------------------------------------------------------------
+
+def _denoise_in_child(i):
+    f = sd.EmpiricalScore(np.array([[0.0, 0.0], [3.0, 0.0]]))
+    return float(f.denoise(np.array([[1.2 + i, 0.0]]), 0.5)[0, 0])
+
+
+def test_fork_after_first_use():
+    """A fork-started pool after the parent ran the parallel kernels: under GNU OpenMP the
+    children terminated ("fork() called from a process already using GNU OpenMP"); numba's
+    TBB layer (loaded by scoredyn.kernels.config) is fork-safe.  In a fresh interpreter, with
+    a time limit, so that a hang fails instead of stalling the suite."""
+    import subprocess
+    import sys
+    code = (
+        "import multiprocessing as mp, numba, numpy as np, scoredyn as sd\n"
+        "from tests.test_reliability import _denoise_in_child\n"
+        "f = sd.EmpiricalScore(np.random.default_rng(0).standard_normal((500, 2)))\n"
+        "f.denoise(np.zeros((4000, 2)), 0.5)\n"
+        "print(numba.threading_layer())\n"
+        "with mp.get_context('fork').Pool(2) as pool:\n"
+        "    print(pool.map(_denoise_in_child, range(4)))\n")
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr
+    layer, values = out.stdout.strip().splitlines()
+    assert layer == "tbb" and "OpenMP" not in out.stderr
+    w = 1.0 / (1.0 + np.exp(3.6))
+    assert float(values.strip("[]").split(",")[0]) == pytest.approx(3.0 * w, rel=1e-14)
