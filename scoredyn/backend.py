@@ -135,7 +135,9 @@ def resolve(backend=None, *, supported=("numpy", "numba", "cuda"),
     if backend == "cuda":
         ok, why = cuda_status()
         if not ok:
-            raise BackendUnavailable(f"backend='cuda' is not usable: {why}.")
+            asked = ("backend='cuda'" if source == "`backend`"
+                     else f"{ENV_VAR}=cuda (the environment variable)")
+            raise BackendUnavailable(f"{asked} is not usable: {why}.")
     return backend
 
 

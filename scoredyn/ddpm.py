@@ -22,7 +22,7 @@ the way the paper's trained networks do.
 """
 import numpy as np
 
-from ._validation import as_rng
+from ._validation import as_count, as_data, as_rng
 
 from .fields import ScoreField
 from .memorization import memorization_ratio
@@ -114,8 +114,10 @@ def window_sweep(inside, outside, schedule, training, *, n=256, windows=TABLE1_W
     list of dict
         ``{"window": (i, j), "ratio": MetricResult}`` per window.
     """
+    n = as_count(n, "n")
+    training, _ = as_data(training, "training")
     seed = as_rng(rng).integers(2**63)
-    d = np.shape(training)[1]
+    d = training.shape[1]
     x_T = np.random.default_rng(seed).standard_normal((n, d))
     out = []
     for w in windows:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chisquare
 
-from ._validation import as_count, as_data, as_rng, as_scalar
+from ._validation import as_count, as_data, as_points, as_rng, as_scalar
 from .empirical import EmpiricalScore
 from .schedules import Schedule
 from .solver import solve
@@ -86,6 +86,7 @@ def mmd_test(a, b, *, n_permutations=200, rng=None):
 def uniformity_check(samples, data):
     """Chi-square test that the nearest training points of ``samples`` are uniform over ``data``."""
     X, _ = as_data(data)
+    samples, _ = as_points(samples, X.shape[1], "samples")
     idx = nearest(X, samples)[0]
     counts = np.bincount(idx, minlength=X.shape[0])
     res = chisquare(counts)
@@ -95,6 +96,10 @@ def uniformity_check(samples, data):
 def sample_smoothed(data, schedule, t, n, rng=None):
     """n samples of p^_t = (1/N) sum_k N(alpha_t x_k, sigma_t^2 I)."""
     X, _ = as_data(data)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` must be a Schedule; got {type(schedule).__name__}.")
+    n = as_count(n, "n")
+    t = as_scalar(t, "t", low=0.0, low_inclusive=False)
     rng = as_rng(rng)
     k = rng.integers(0, X.shape[0], n)
     return schedule.alpha(t) * X[k] + schedule.sigma(t) * rng.standard_normal((n, X.shape[1]))
@@ -124,6 +129,7 @@ def early_stopping_check(data, schedule, T, delta, n=400, *, n_permutations=200,
     TwoSampleResult
         A large p-value is what Theorem 3 predicts (same distribution).
     """
+    n = as_count(n, "n", low=2)
     rng = as_rng(rng)
     gen = reverse_from_noise(data, schedule, T, delta, n, rng=rng)
     ref = sample_smoothed(data, schedule, delta, n, rng)

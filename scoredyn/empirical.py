@@ -37,7 +37,12 @@ class EmpiricalScore(ScoreField):
         CPU kernels: how squared distances are formed: direct differences
         (``d <= 24`` under "auto") or BLAS with exact recomputation where
         rounding matters.  Both are exact in the sense of the "Numerical traps" of
-        :mod:`scoredyn.kernels`; the choice is speed only.  (The GPU forms every distance by direct differences.)
+        :mod:`scoredyn.kernels`; the choice is speed only.  "direct" gives the same
+        bits for any thread count (each query's pass runs in one fixed order);
+        "gemm" splits the data over threads and BLAS blocks its products by the
+        thread count, so its results may differ in the last bits between thread
+        settings (``NUMBA_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``), within the
+        documented error bound either way.  (The GPU forms every distance by direct differences.)
     backend : {"auto", "numba", "cuda", "numpy"} or None
         Where the O(Q N d) reduction runs (:mod:`scoredyn.backend`; None reads
         ``SCOREDYN_BACKEND``, default "auto": the GPU when usable).  cupy

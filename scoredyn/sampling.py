@@ -27,6 +27,21 @@ class IntegrationError(RuntimeError):
     """An original-time sampler's integration did not reach the end of its span."""
 
 
+def _span(t_span):
+    """``(t0, t1)`` as floats, or a ValueError naming ``t_span``."""
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError):
+        raise ValueError(f"`t_span` must be two numbers (t0, t1); got {t_span!r}.") from None
+    return t0, t1
+
+
+def _start(field, x_T):
+    """``x_T`` checked against the (first) field's dimension, as float64."""
+    f = _field_at(field, 1) if not isinstance(field, ScoreField) else field
+    return as_points(x_T, f.dim, "x_T")[0].copy()
+
+
 def _field_at(field, step):
     return field(step) if callable(field) and not isinstance(field, ScoreField) else field
 
@@ -66,7 +81,7 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
     if not isinstance(schedule, Schedule):
         raise TypeError(f"`schedule` must be a Schedule; got {type(schedule).__name__}.")
     x, _ = as_points(x_T, field.dim, "x_T")
-    t0, t1 = (float(v) for v in t_span)
+    t0, t1 = _span(t_span)
     if not (np.isfinite(t0) and np.isfinite(t1) and t0 > t1 > 0):
         raise ValueError(f"`t_span` must satisfy t0 > t1 > 0 (integration runs backwards); "
                          f"got {tuple(t_span)}.")
@@ -104,7 +119,7 @@ def reverse_sde(field, schedule, x_T, t_span, *, n_steps, rng=None, label=None):
         Samples at ``t_span[1]``.
     """
     x, _ = as_points(x_T, field.dim, "x_T")
-    t0, t1 = (float(v) for v in t_span)
+    t0, t1 = _span(t_span)
     if not (np.isfinite(t0) and np.isfinite(t1) and t0 > t1 >= 0):
         raise ValueError(f"`t_span` must satisfy t0 > t1 >= 0; got {tuple(t_span)}.")
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
@@ -162,7 +177,7 @@ def ddim_sample(field, schedule, x_T, *, steps=None, eta=0.0, rng=None, label=No
     steps = _ddpm_steps(schedule, steps)
     eta = as_scalar(eta, "eta", low=0.0)
     rng = as_rng(rng)
-    x = np.array(x_T, dtype=float)
+    x = _start(field, x_T)
     kw = {} if label is None else {"label": label}
     path = []
     for n, t in enumerate(steps):
@@ -194,7 +209,7 @@ def ddpm_sample(field, schedule, x_T, *, rng=None, label=None, variance="posteri
     if not isinstance(schedule, DDPM):
         raise TypeError(f"`schedule` must be a DDPM schedule; got {type(schedule).__name__}.")
     rng = as_rng(rng)
-    x = np.array(x_T, dtype=float)
+    x = _start(field, x_T)
     kw = {} if label is None else {"label": label}
     ab = schedule.abar
     for t in range(schedule.T, 0, -1):

@@ -17,7 +17,7 @@ On a DDPM schedule, for two training points x_0, y_0 noised with the same eps
 """
 import numpy as np
 
-from ._validation import as_rng
+from ._validation import as_points, as_rng, as_scalar
 
 from .fields import ScoreField
 from .schedules import DDPM
@@ -71,7 +71,9 @@ def noise_jacobian(field, schedule, x, t, *, h=None):
         Finite-difference step (default ``1e-5 sigma_t``), used only without an exact Jacobian.
     """
     s, a = _check(field, schedule, t)
-    x = np.atleast_2d(np.asarray(x, dtype=float))
+    x = as_points(np.atleast_2d(np.asarray(x)), field.dim, "x")[0]
+    if h is not None:
+        h = as_scalar(h, "h", low=0.0, low_inclusive=False)
     d = x.shape[1]
     if hasattr(field, "jacobian"):
         return (np.eye(d)[None] - a * field.jacobian(x, s, a)) / s

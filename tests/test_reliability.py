@@ -451,3 +451,44 @@ def test_fork_after_first_use():
     assert layer == "tbb" and "OpenMP" not in out.stderr
     w = 1.0 / (1.0 + np.exp(3.6))
     assert float(values.strip("[]").split(",")[0]) == pytest.approx(3.0 * w, rel=1e-14)
+
+
+# -- messages that name the parameter ------------------------------------------------------------
+
+def _gm():
+    return sd.GaussianMixture([[0.0, 1.0]], [0.5])
+
+
+NAMED = [
+    (lambda: sd.ddim_sample(_gm(), sd.DDPM(T=10), np.full((2, 2), np.nan)), ValueError,
+     r"All entries of `x_T` must be finite"),
+    (lambda: sd.ddpm_sample(_gm(), sd.DDPM(T=10), np.zeros((2, 3)), rng=0), ValueError,
+     r"`x_T` has dimension 3"),
+    (lambda: sd.probability_flow(_gm(), sd.VE(), np.zeros((1, 2)), (1.0, 0.5, 0.1)),
+     ValueError, r"`t_span` must be two numbers \(t0, t1\)"),
+    (lambda: sd.reverse_sde(_gm(), sd.VE(), np.zeros((1, 2)), ("a", 0.1), n_steps=2),
+     ValueError, r"`t_span` must be two numbers"),
+    (lambda: sd.smoothness.noise_jacobian(_gm(), sd.DDPM(T=10), np.zeros((1, 2)), 5, h=np.nan),
+     ValueError, r"`h` must be finite; got nan"),
+    (lambda: sd.early_stopping.uniformity_check(np.zeros((3, 3)), np.zeros((4, 2))), ValueError,
+     r"`samples` has dimension 3"),
+    (lambda: sd.early_stopping.sample_smoothed(np.zeros((4, 2)), sd.VP(), 0.5, 2.7), ValueError,
+     r"`n` must be a positive integer; got 2.7"),
+    (lambda: sd.ddpm.window_sweep(_gm(), _gm(), sd.DDPM(T=10), np.zeros((4, 2)), n=-1),
+     ValueError, r"`n` must be a positive integer; got -1"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", NAMED, ids=[m[:30] for _, _, m in NAMED])
+def test_messages_name_the_parameter(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_environment_backend_is_named(monkeypatch):
+    from scoredyn import backend
+    monkeypatch.setenv("SCOREDYN_BACKEND", "cuda")
+    monkeypatch.setattr(backend, "cuda_status", lambda: (False, "no device (test)"))
+    with pytest.raises(backend.BackendUnavailable,
+                       match=r"SCOREDYN_BACKEND=cuda \(the environment variable\) is not usable"):
+        backend.resolve(None)
