@@ -89,6 +89,10 @@ def _bench(args):
                      f"s in [0, 12]")
             paths = bench.plot_work_precision(rows["work_precision"], args.plot, title=title)
             print(f"# wrote {paths[0]}")
+    if args.what == "coldstart":
+        from . import bench_coldstart
+        print("# each first call in a fresh process with an empty kernel cache")
+        rows["coldstart"] = bench_coldstart.coldstart_benchmark(verify=not args.quick)
     if args.what == "gpu":
         from . import bench_gpu
         from .backend import cuda_status
@@ -176,9 +180,11 @@ def build_parser():
     parser = _Parser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
-    b.add_argument("what", nargs="?", default="all", choices=["field", "ode", "all", "gpu"],
+    b.add_argument("what", nargs="?", default="all",
+                   choices=["field", "ode", "all", "gpu", "coldstart"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
-                        "or the CUDA kernels against cupy / torch on an NVIDIA GPU")
+                        "the CUDA kernels against cupy / torch on an NVIDIA GPU, or each first "
+                        "call from an empty kernel cache (coldstart; --quick: without verify)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])

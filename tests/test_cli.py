@@ -43,3 +43,15 @@ def test_work_precision_sweep_and_plot(tmp_path):
         assert tight < loose
     paths = bench.plot_work_precision(rows, tmp_path)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+
+
+def test_coldstart_bench_plumbing(monkeypatch, tmp_path, capsys):
+    """The cold-start table's plumbing (a fresh interpreter, an empty NUMBA_CACHE_DIR, the
+    rows parsed back); the real steps compile every kernel (a minute), run by hand."""
+    from scoredyn import bench_coldstart
+    monkeypatch.setattr(bench_coldstart, "_STEPS", (
+        "import json, os\n"
+        "print(json.dumps([['cache', float(len(os.listdir(os.environ['NUMBA_CACHE_DIR'])))]]))"))
+    out = tmp_path / "cold.json"
+    assert cli.main(["bench", "coldstart", "--quick", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["coldstart"] == [{"step": "cache", "seconds": 0.0}]
