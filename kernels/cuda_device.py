@@ -72,16 +72,22 @@ SQUARE = {float64: square, float32: square32}
 
 @functools.cache
 def data_layout(D):
-    """The GPU's data accessors for :func:`target.specialise`: data as (N, D), D a constant."""
-    @_device
+    """The GPU's data accessors for :func:`target.specialise`: data as (N, D), D a constant.
+
+    Under numba's simulator they stay plain Python: a simulated device function pays
+    for a module swap on every call, which made a d = 40 Voronoi pass take minutes.
+    """
+    wrap = (lambda fn: fn) if config.ENABLE_CUDASIM else _device
+
+    @wrap
     def ndim(X):
         return D
 
-    @_device
+    @wrap
     def npoints(X):
         return X.shape[0]
 
-    @_device
+    @wrap
     def site(X, j, k):
         return X[j, k]
 
