@@ -19,7 +19,7 @@ from numba import cuda, float64
 
 from . import cuda_device as dev
 from . import trajectory
-from .sizes import MAX_D, MAX_STAGES  # noqa: F401 (MAX_D re-exported)
+from .sizes import MAX_STAGES
 from .target import specialise
 from .trajectory import N_PER_STAGE, N_VEC
 

@@ -18,9 +18,6 @@ from .target import specialise
 from .scalar import (accept_step_exponent_cpu, dense_weight_cpu, empirical_bayes_exponent_cpu,
                      error_ratio_cpu, lawson_growth_cpu, next_log_errold_cpu,
                      reject_step_exponent_cpu, row_weights_cpu, tikhonov_shrink_cpu)
-from .trajectory import (REG_EMPIRICAL_BAYES, REG_NONE, REG_TIKHONOV,  # noqa: F401 (re-exported)
-                         STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_RUNNING,
-                         STATUS_STEP_UNDERFLOW, STATUS_SUCCESS)
 from .voronoi import cell_margins, ndim, site
 
 

@@ -19,6 +19,12 @@ STATUS_MESSAGES = {
 }
 
 
+def initial_step(span, order, rtol):
+    """A conservative first step for an adaptive method of ``order``; the controller adapts it
+    within a few steps."""
+    return float(min(0.1 * (span[1] - span[0]), 0.1 * rtol ** (1.0 / (order + 1))))
+
+
 @dataclass(frozen=True, eq=False)
 class Problem:
     """One validated solve of ``dz/ds = -r(s) (z - D(z; sigma = e^{-s}))``.
@@ -77,8 +83,7 @@ class Problem:
         within a few steps."""
         if self.h is not None:
             return float(self.h)
-        width = self.span[1] - self.span[0]
-        return float(min(0.1 * width, 0.1 * self.rtol ** (1.0 / (self.method.order + 1))))
+        return initial_step(self.span, self.method.order, self.rtol)
 
     @property
     def one_step(self):

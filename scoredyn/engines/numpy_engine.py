@@ -14,7 +14,7 @@ import numpy as np
 from ..kernels import scalar
 from ..kernels.trajectory import (STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_STEP_UNDERFLOW,
                                   STATUS_SUCCESS)
-from .base import Engine, Problem, SolveResult, messages
+from .base import Engine, SolveResult, initial_step, messages
 
 # the kernels' scalar formulas, one trajectory (or component) at a time
 _error_ratio = np.vectorize(scalar.error_ratio, otypes=[float])
@@ -65,18 +65,13 @@ def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
     grid, slot = span, np.full(2, -1, np.int64)
     ys = np.empty((0,) + y0.shape)
     if meth.adaptive:
-        first = h if h is not None else _first_step(span, meth, rtol)
+        first = h if h is not None else initial_step(span, meth.order, rtol)
         y = _adaptive(rhs, y0, grid, slot, meth, first, rtol, atol, max_steps, ys, *stats,
                       status, max_norm)
     else:
         y = _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], status,
                    max_norm)
     return y, status
-
-
-def _first_step(span, meth, rtol):
-    return Problem(None, None, np.asarray(span, float), meth, None, rtol, 0.0, np.empty(0),
-                   1).first_step
 
 
 class NumpyEngine(Engine):
