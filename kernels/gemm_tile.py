@@ -1,6 +1,6 @@
 """Per-tile update of the GEMM path: BLAS speed, direct-difference accuracy.
 
-The driver (:mod:`scoredyn._reduce`) computes ``S = Y_b X_t^T`` for a block of
+The driver (:mod:`scoredyn._host.reduce`) computes ``S = Y_b X_t^T`` for a block of
 queries and a tile of data with BLAS.  This kernel turns ``S`` into squared
 distances ``Dt = |y|^2 - 2 a S + a^2 |x|^2`` and bounds their rounding error
 rigorously: ``|Dt - D| <= E = gamma (|y| + a|x|)^2``, ``gamma = gamma_{d+4}``

@@ -153,7 +153,7 @@ def row_weights(a, n, e_fixed, c_row, h, lawson, growth, w):
     Classical and exponential RK (``lawson`` false): ``w_j = h a_j``, ``e = e_fixed``.
     Generalized Lawson, with ``G_0 = N_n`` and ``G_j = N_j - N_n`` (``j >= 1``):
     ``e = e^{-c_row h}``, ``w_0 = 1 - e``, ``w_j = h a_j e^{-(c_row - c_j) h}``
-    (see ``scoredyn.integrators.GeneralizedLawson``).
+    (see ``scoredyn.dynamics.integrators.GeneralizedLawson``).
 
     Parameters
     ----------

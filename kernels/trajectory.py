@@ -40,7 +40,7 @@ collapse ``|y(s) - x_i| <= K e^{-s}`` of the theorem reaches near s = 35).
 
 The problem's scalars travel in one float64 array ``cfg`` indexed by the
 ``CFG_*`` names below, the per-trajectory results in ``outi`` (int64) and
-``outf`` (float64) rows indexed by ``OUT_*``; :mod:`scoredyn.engines`
+``outf`` (float64) rows indexed by ``OUT_*``; :mod:`scoredyn.dynamics.engines`
 builds and reads them by name.
 """
 import math

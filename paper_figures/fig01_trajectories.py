@@ -7,8 +7,8 @@ The trajectories cross cell boundaries, explore, then collapse onto data points.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.voronoi import classify
+from scoredyn.apps import plotting
+from scoredyn.geometry.voronoi import classify
 
 from ._common import BOUNDS, authors_data, log_time_run, sample_prior, ve, vp
 

@@ -5,7 +5,7 @@ VE with sigma(t) = t (the theorem's setting; s = -log t), N = 20 data.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
+from scoredyn.apps import plotting
 
 from ._common import authors_data
 

@@ -6,8 +6,8 @@ Recentred integration resolves the distance far below the float64 floor of x.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.convergence import fit_collapse
+from scoredyn.apps import plotting
+from scoredyn.geometry.convergence import fit_collapse
 
 from ._common import authors_data, sample_prior, ve, vp
 

@@ -8,8 +8,8 @@ the symmetry lines that are Voronoi boundaries end on them.  End points coloured
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.voronoi import KIND_NAMES, classify
+from scoredyn.apps import plotting
+from scoredyn.geometry.voronoi import KIND_NAMES, classify
 
 NAME = "fig04_hyperplanes"
 

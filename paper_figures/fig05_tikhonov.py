@@ -7,8 +7,8 @@ c, and the final points over the tessellation for three values of c.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.voronoi import nearest
+from scoredyn.apps import plotting
+from scoredyn.geometry.voronoi import nearest
 
 from ._common import BOUNDS, authors_data, sample_prior, ve
 

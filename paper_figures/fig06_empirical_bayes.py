@@ -6,8 +6,8 @@ tau in logspace(-2, 1, 7); 1000 samples; "memorized" = within 1e-2 of a training
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.voronoi import nearest
+from scoredyn.apps import plotting
+from scoredyn.geometry.voronoi import nearest
 
 from ._common import authors_data, sample_prior, ve
 from .fig05_tikhonov import generate

@@ -6,7 +6,7 @@ Tikhonov scores stay bounded by |x* - x_i| / c as t -> 0.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
+from scoredyn.apps import plotting
 
 from ._common import authors_data
 

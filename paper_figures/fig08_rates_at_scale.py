@@ -7,8 +7,8 @@ rate 1 marked.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.convergence import fit_collapse
+from scoredyn.apps import plotting
+from scoredyn.geometry.convergence import fit_collapse
 
 NAME = "fig08_rates_at_scale"
 

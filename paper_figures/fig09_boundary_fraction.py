@@ -14,7 +14,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 import scoredyn as sd
-from scoredyn import plotting
+from scoredyn.apps import plotting
 
 NAME = "fig09_boundary_fraction"
 

@@ -11,8 +11,8 @@ import pathlib
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.ddpm import TABLE1_WINDOWS, window_sweep
+from scoredyn.apps import plotting
+from scoredyn.memorization.ddpm import TABLE1_WINDOWS, window_sweep
 
 NAME = "fig10_mixed_sampling"
 

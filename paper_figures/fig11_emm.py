@@ -8,8 +8,8 @@ subsets, 200 samples each from the log-time ODE (VE, s in [0, 14]); EMM at the
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.emm import memorization_curve
+from scoredyn.apps import plotting
+from scoredyn.memorization.emm import memorization_curve
 
 NAME = "fig11_emm"
 

@@ -8,8 +8,8 @@ uniformly (chi-square test).
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.early_stopping import (mmd_test, reverse_from_noise, sample_smoothed,
+from scoredyn.apps import plotting
+from scoredyn.memorization.early_stopping import (mmd_test, reverse_from_noise, sample_smoothed,
                                      uniformity_check)
 
 NAME = "fig12_early_stopping"

@@ -10,8 +10,8 @@ Data: 48 draws of a 4-component mixture in d = 8; 1/3 ratio test.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.ambient import AmbientScore
+from scoredyn.apps import plotting
+from scoredyn.memorization.ambient import AmbientScore
 from scoredyn.memorization import memorization_ratio
 
 NAME = "fig13_ambient"

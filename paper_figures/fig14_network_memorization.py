@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 import scoredyn as sd
-from scoredyn import plotting
+from scoredyn.apps import plotting
 from scoredyn.memorization import memorization_ratio
-from scoredyn.network import ScoreMLP
+from scoredyn.fields.network import ScoreMLP
 
 NAME = "fig14_network_memorization"
 SIGMA_MIN, SIGMA_MAX = 1e-3, 10.0

@@ -11,10 +11,10 @@ training points.
 import numpy as np
 
 import scoredyn as sd
-from scoredyn import plotting
-from scoredyn.ddpm import TABLE1_WINDOWS, window_sweep
-from scoredyn.network import ScoreMLP
-from scoredyn.smoothness import jacobian_singular_values, noised_pair, pseudo_difference_quotient
+from scoredyn.apps import plotting
+from scoredyn.memorization.ddpm import TABLE1_WINDOWS, window_sweep
+from scoredyn.fields.network import ScoreMLP
+from scoredyn.memorization.smoothness import jacobian_singular_values, noised_pair, pseudo_difference_quotient
 
 NAME = "fig15_trained_vs_optimal"
 

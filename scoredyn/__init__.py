@@ -7,44 +7,50 @@ engines for the CPU and the GPU, and the memorization toolkit around the same
 optimum.  See README.md; the design reasoning is in the docstrings of each
 module and of :mod:`scoredyn.kernels`.
 
+The package is grouped by kind: :mod:`scoredyn.fields` (the score fields),
+:mod:`scoredyn.dynamics` (schedules, integrators, the solver and its engines,
+the samplers), :mod:`scoredyn.geometry` (Voronoi limits, collapse rates),
+:mod:`scoredyn.memorization` (metrics and the memorization studies) and
+:mod:`scoredyn.apps` (command line, verification, benchmarks, plots); the
+compiled kernels are :mod:`scoredyn.kernels`.
+
 Submodules and names load on first use (scientific Python's SPEC 1), so
 ``import scoredyn`` does not import numba, scipy or matplotlib: the first
 call that needs a kernel pays for it.
 """
-import importlib
+from ._lazy import attach
 
 __version__ = "0.1.0"
 
-#: public name -> the submodule that defines it
+#: public name -> the module that defines it
 _NAMES = {
-    "EmpiricalScore": "empirical", "ScoreField": "fields", "GaussianMixture": "mixture",
-    "ScoreMLP": "network", "METHODS": "integrators", "ExplicitRK": "integrators",
-    "ExponentialRK": "integrators", "Integrator": "integrators",
-    "EmpiricalBayes": "regularization", "Regularization": "regularization",
-    "Tikhonov": "regularization", "ddim_sample": "sampling", "ddpm_sample": "sampling",
-    "probability_flow": "sampling", "reverse_sde": "sampling", "IntegrationError": "sampling",
-    "DDPM": "schedules", "EDM": "schedules", "VE": "schedules", "VP": "schedules",
-    "Schedule": "schedules", "VEGeometric": "schedules", "SolveResult": "solver",
-    "solve": "solver", "ENGINES": "engines", "BackendUnavailable": "backend",
+    "ScoreField": "fields.base", "EmpiricalScore": "fields.empirical",
+    "GaussianMixture": "fields.mixture", "ScoreMLP": "fields.network",
+    "EmpiricalBayes": "fields.regularization", "Regularization": "fields.regularization",
+    "Tikhonov": "fields.regularization",
+    "METHODS": "dynamics.integrators", "ExplicitRK": "dynamics.integrators",
+    "ExponentialRK": "dynamics.integrators", "Integrator": "dynamics.integrators",
+    "ddim_sample": "dynamics.sampling", "ddpm_sample": "dynamics.sampling",
+    "probability_flow": "dynamics.sampling", "reverse_sde": "dynamics.sampling",
+    "IntegrationError": "dynamics.sampling",
+    "DDPM": "dynamics.schedules", "EDM": "dynamics.schedules", "VE": "dynamics.schedules",
+    "VP": "dynamics.schedules", "Schedule": "dynamics.schedules",
+    "VEGeometric": "dynamics.schedules",
+    "SolveResult": "dynamics.solver", "solve": "dynamics.solver",
+    "ENGINES": "dynamics.engines", "BackendUnavailable": "backend",
 }
-#: submodules reachable as ``scoredyn.<name>`` without an import statement
-_SUBMODULES = ("ambient", "backend", "convergence", "ddpm", "early_stopping", "emm", "engines",
-               "integrators", "kernels", "memorization", "sampling", "schedules", "smoothness",
-               "voronoi")
+#: ``scoredyn.<name>`` -> the module it stands for, reachable without an import statement
+_SUBMODULES = {
+    # the kinds
+    "fields": "fields", "dynamics": "dynamics", "geometry": "geometry",
+    "memorization": "memorization", "apps": "apps",
+    # the modules by their short names
+    "ambient": "memorization.ambient", "backend": "backend",
+    "convergence": "geometry.convergence", "ddpm": "memorization.ddpm",
+    "early_stopping": "memorization.early_stopping", "emm": "memorization.emm",
+    "engines": "dynamics.engines", "integrators": "dynamics.integrators", "kernels": "kernels",
+    "sampling": "dynamics.sampling", "schedules": "dynamics.schedules",
+    "smoothness": "memorization.smoothness", "voronoi": "geometry.voronoi",
+}
 
-__all__ = sorted(set(_NAMES) | set(_SUBMODULES))
-
-
-def __getattr__(name):
-    if name in _NAMES:
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module 'scoredyn' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = attach(__name__, _NAMES, _SUBMODULES)

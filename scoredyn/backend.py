@@ -1,7 +1,7 @@
 """Choice of the compute backend: ``"auto" | "numpy" | "numba" | "cuda"``.
 
 Fields (``EmpiricalScore(..., backend=)``), :func:`scoredyn.solve` and the
-functions of :mod:`scoredyn.voronoi` take ``backend=``; ``None`` (the default)
+functions of :mod:`scoredyn.geometry.voronoi` take ``backend=``; ``None`` (the default)
 reads the environment variable ``SCOREDYN_BACKEND`` and falls back to ``"auto"``.
 
 * ``"numba"``: the compiled CPU kernels (:mod:`scoredyn.kernels`).

@@ -5,7 +5,7 @@ types and keeps the machine code in its on-disk cache (``cache=True``), so
 only the first process pays; every later one loads the kernels in well under
 a second.  The first call of :func:`scoredyn.solve` on the CPU compiles the
 time loop (about 20 s on two cores), the SIMD-lane loop another 40 s;
-:meth:`scoredyn.EmpiricalScore.denoise` and :mod:`scoredyn.voronoi` take a few
+:meth:`scoredyn.EmpiricalScore.denoise` and :mod:`scoredyn.geometry.voronoi` take a few
 seconds each.
 
 * :func:`compiling` prints one line on stderr when such a first call has run

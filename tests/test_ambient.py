@@ -5,7 +5,7 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 import scoredyn as sd
-from scoredyn.ambient import (AmbientScore, component_tv, leakage_ambient, leakage_ddpm,
+from scoredyn.memorization.ambient import (AmbientScore, component_tv, leakage_ambient, leakage_ddpm,
                               leakage_monte_carlo)
 
 COV = np.array([[1.0, 0.3], [0.3, 0.5]])

@@ -1,7 +1,7 @@
 """The command line: `scoredyn verify` (the main job) and `scoredyn bench` run and report."""
 import json
 
-from scoredyn import cli
+from scoredyn.apps import cli
 
 
 def test_verify_quick_passes_and_writes_json(tmp_path, capsys):
@@ -14,7 +14,7 @@ def test_verify_quick_passes_and_writes_json(tmp_path, capsys):
 
 
 def test_verify_exit_code_reflects_failure(monkeypatch, capsys):
-    from scoredyn import verify
+    from scoredyn.apps import verify
 
     def failing(rng, quick):
         return verify.ClaimResult("x", "m", "t", False, 1, 0.0)
@@ -34,7 +34,7 @@ def test_bench_quick_runs(tmp_path, capsys):
 def test_work_precision_sweep_and_plot(tmp_path):
     """The work-precision diagram's sweep at toy size: every method at every setting, the
     errors falling as the setting tightens, and the figure written."""
-    from scoredyn import bench
+    from scoredyn.apps import bench
     rows = bench.work_precision(q=40, rtols=(1e-4, 1e-8), steps=(0.2, 0.05), echo=lambda s: None)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     assert len(methods) == 6 and len(rows) == 12
@@ -48,7 +48,7 @@ def test_work_precision_sweep_and_plot(tmp_path):
 def test_coldstart_bench_plumbing(monkeypatch, tmp_path, capsys):
     """The cold-start table's plumbing (a fresh interpreter, an empty NUMBA_CACHE_DIR, the
     rows parsed back); the real steps compile every kernel (a minute), run by hand."""
-    from scoredyn import bench_coldstart
+    from scoredyn.apps import bench_coldstart
     monkeypatch.setattr(bench_coldstart, "_STEPS", (
         "import json, os\n"
         "print(json.dumps([['cache', float(len(os.listdir(os.environ['NUMBA_CACHE_DIR'])))]]))"))

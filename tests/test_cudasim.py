@@ -28,7 +28,7 @@ pytestmark = pytest.mark.cudasim
 @pytest.fixture(autouse=True)
 def simulator(monkeypatch):
     """Accept the simulator as a device and launch 4 threads per block."""
-    from scoredyn import _cuda
+    from scoredyn._host import cuda as _cuda
     monkeypatch.setattr(backend, "_ALLOW_SIMULATOR", True)
     monkeypatch.setattr(_cuda, "THREADS", 4)
     return _cuda
@@ -134,13 +134,14 @@ def test_float32_reduction():
 
 # -- the Voronoi pass --------------------------------------------------------------------
 
-@pytest.mark.parametrize("d", [2, 3, 40])
-def test_voronoi_pass_matches_cpu(d):
-    """70 points: three tiles of 32; d = 40: two coordinate chunks of 32."""
+@pytest.mark.parametrize("d, n", [(2, 70), (3, 70), (33, 34)])
+def test_voronoi_pass_matches_cpu(d, n):
+    """70 points: three tiles of 32; d = 33: two coordinate chunks of 32 (and, to keep the
+    simulator's run short, two tiles: 34 points and 6 queries)."""
     rng = np.random.default_rng(20 + d)
-    X = rng.standard_normal((70, d))
+    X = rng.standard_normal((n, d))
     X[9] = X[4]                                                   # coincident sites
-    Y = np.concatenate([rng.standard_normal((9, d)), X[:2] + 1e-3])
+    Y = np.concatenate([rng.standard_normal((9 if n > 64 else 4, d)), X[:2] + 1e-3])
     for fn in (sd.voronoi.nearest,
                lambda X, Y, backend: sd.voronoi.distance_to_boundary(X, Y, 1e-9, backend=backend),
                lambda X, Y, backend: sd.voronoi.in_cell(X, Y, 0.05, backend=backend)):
@@ -303,7 +304,7 @@ def test_tiled_path_exact_on_the_design_case(simulator, monkeypatch):
     y differ by ~1e-7 relative, sigma = 1e-6.  D within 1e-8 of the CPU kernel (held to a
     60-digit reference in tests/test_extremes.py), where the GEMM expansion misplaces the
     weight by > 1e-3.  Small tiles: every tile boundary is crossed."""
-    from scoredyn.bench import near_boundary_case
+    from scoredyn.apps.bench import near_boundary_case
     monkeypatch.setattr(simulator, "TILE_GEOMETRY", (16, 8, 2))
     monkeypatch.setattr(simulator, "WORKSPACE_BYTES", 16 * 8)
     data, y = near_boundary_case(np.random.default_rng(12), d=256, n_far=14)
@@ -322,7 +323,7 @@ def test_tiled_path_exact_on_the_design_case(simulator, monkeypatch):
 
 def test_gpu_benchmark_runs(simulator):
     """The pieces of ``scoredyn bench gpu`` that the simulator can run, at toy sizes."""
-    from scoredyn import bench_gpu
+    from scoredyn.apps import bench_gpu
     rows = bench_gpu.ode_benchmark((6, 5, 2, 0.1), cpu_trajectories=6, echo=lambda s: None)
     assert [r["method"] for r in rows] == ["etd1", "dopri5", "gl-dopri5"]
     assert all(r["success"] and r["max_gpu_cpu_difference"] < 1e-12 for r in rows)

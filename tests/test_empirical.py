@@ -5,7 +5,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import scoredyn as sd
-from scoredyn._reduce import GEMM_LOGIT_TOL
+from scoredyn._host.reduce import GEMM_LOGIT_TOL
 
 from . import naive
 from .strategies import problems

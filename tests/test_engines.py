@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.engines import ENGINES, LANE_MIN_TRAJECTORIES
+from scoredyn.dynamics.engines import ENGINES, LANE_MIN_TRAJECTORIES
 
 from .test_ode import authors_data
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.bench import near_boundary_case
+from scoredyn.apps.bench import near_boundary_case
 
 from . import naive
 

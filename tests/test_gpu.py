@@ -30,7 +30,7 @@ def test_reduction_matches_cpu(q, n, d):
 
 @pytest.mark.parametrize("w_target", [0.27, 0.73])
 def test_design_case_at_d3072(w_target):
-    from scoredyn.bench import near_boundary_case
+    from scoredyn.apps.bench import near_boundary_case
     data, y = near_boundary_case(np.random.default_rng(12 if w_target < 0.5 else 13),
                                  w_target=w_target)
     cpu, gpu = fields(data)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.ddpm import DDPMOptimum, mixed_sample, window_sweep
-from scoredyn.early_stopping import (early_stopping_check, mmd_test, reverse_from_noise,
+from scoredyn.memorization.ddpm import DDPMOptimum, mixed_sample, window_sweep
+from scoredyn.memorization.early_stopping import (early_stopping_check, mmd_test, reverse_from_noise,
                                      sample_smoothed, uniformity_check)
-from scoredyn.emm import effective_memorization, memorization_curve
+from scoredyn.memorization.emm import effective_memorization, memorization_curve
 
 
 def test_ddpm_optimum_is_wang_han_zou_eq4_and_eq6():

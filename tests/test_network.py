@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.network import ScoreMLP
+from scoredyn.fields.network import ScoreMLP
 
 
 @pytest.mark.parametrize("activation", ["relu", "silu"])

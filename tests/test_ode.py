@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 import scoredyn as sd
-from scoredyn.convergence import empirical_order
-from scoredyn.integrators import METHODS, ExplicitRK, GeneralizedLawson, get_method
+from scoredyn.geometry.convergence import empirical_order
+from scoredyn.dynamics.integrators import METHODS, ExplicitRK, GeneralizedLawson, get_method
 
 EPS = np.finfo(float).eps
 ONE_STEP = ["euler", "heun", "rk4", "etd1", "etdrk2", "etdrk4"]
@@ -50,7 +50,7 @@ def gaussian_problem():
 
 
 def fitted_order(errors, hs, floor):
-    """The package's own estimator (scoredyn.convergence.empirical_order), on the last 4 points."""
+    """The package's own estimator (scoredyn.geometry.convergence.empirical_order), on the last 4 points."""
     order = empirical_order(hs, errors, floor=floor, last=4)
     assert np.isfinite(order), f"too few points above the round-off floor: {errors}"
     return order

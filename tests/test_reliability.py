@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn import cli, coldstart
+from scoredyn import coldstart
+from scoredyn.apps import cli
 
 from .test_ode import authors_data
 
@@ -158,7 +159,7 @@ def test_min_separation_resolves_tiny_gaps():
 # -- statistics that look valid but are not --------------------------------------------------
 
 def _mmd(a, b, **kw):
-    from scoredyn.early_stopping import mmd_test
+    from scoredyn.memorization.early_stopping import mmd_test
     return mmd_test(a, b, rng=0, **kw)
 
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.network import ScoreMLP
-from scoredyn.smoothness import (interpolation_loss, jacobian_singular_values, noise_jacobian,
+from scoredyn.fields.network import ScoreMLP
+from scoredyn.memorization.smoothness import (interpolation_loss, jacobian_singular_values, noise_jacobian,
                                  noised_pair, pseudo_difference_quotient)
 
 DD = sd.DDPM()

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scoredyn as sd
-from scoredyn import voronoi as V
-from scoredyn.convergence import fit_collapse, min_separation, sufficient_time
-from scoredyn.verify import separated_data
+from scoredyn.geometry import voronoi as V
+from scoredyn.geometry.convergence import fit_collapse, min_separation, sufficient_time
+from scoredyn.apps.verify import separated_data
 
 RTOL, ATOL = 1e-10, 1e-12
 

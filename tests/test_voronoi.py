@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import scoredyn as sd
-from scoredyn import voronoi as V
-from scoredyn.convergence import empirical_order, fit_collapse, min_separation, sufficient_time
+from scoredyn.geometry import voronoi as V
+from scoredyn.geometry.convergence import empirical_order, fit_collapse, min_separation, sufficient_time
 
 EPS = np.finfo(float).eps
 

@@ -1,0 +1,1 @@
+"""The applications: the command line, the verification of the theorem, the benchmarks, the plots."""

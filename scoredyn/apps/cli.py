@@ -1,0 +1,237 @@
+"""The ``scoredyn`` command line."""
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line on stderr (``scoredyn verify: error: ...``) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _count(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}; got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number; got {text!r}")
+    return value
+
+
+def _output_file(text):
+    """A file to write at the end: refuse at once what would fail after the whole run."""
+    path = pathlib.Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file path")
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+    return text
+
+
+def _output_dir(text):
+    """A folder to write into (made when the work starts): refuse at once a file in the way
+    or a place where it cannot be made."""
+    path = pathlib.Path(text).absolute()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not a folder, so {text!r} "
+                                         f"cannot be made")
+    if not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable")
+    return text
+
+
+def _bench(args):
+    from threadpoolctl import threadpool_info
+
+    from . import bench
+    blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    print(f"# BLAS: {blas}")
+    rows = {}
+    if args.what in ("field", "all"):
+        sizes = bench.FIELD_SIZES_QUICK if args.quick else bench.FIELD_SIZES
+        rows["field"] = bench.field_benchmark(sizes, dtypes=args.dtype, repeat=args.repeat,
+                                              sigma=args.sigma)
+    if args.what in ("ode", "all"):
+        kw = dict(q=500, big=(5_000, 200)) if args.quick else {}
+        rows["ode"] = bench.ode_benchmark(**kw)
+        if args.plot:
+            kw = dict(q=500, rtols=(1e-4, 1e-6, 1e-8), steps=(0.2, 0.05)) if args.quick else {}
+            rows["work_precision"] = bench.work_precision(**kw)
+            title = (f"log-time ODE, {kw.get('q', 10_000)} trajectories, N = 20, d = 2, "
+                     f"s in [0, 12]")
+            paths = bench.plot_work_precision(rows["work_precision"], args.plot, title=title)
+            print(f"# wrote {paths[0]}")
+    if args.what == "coldstart":
+        from . import bench_coldstart
+        print("# each first call in a fresh process with an empty kernel cache")
+        rows["coldstart"] = bench_coldstart.coldstart_benchmark(verify=not args.quick)
+    if args.what == "gpu":
+        from . import bench_gpu
+        from ..backend import cuda_status
+        usable, why = cuda_status()
+        if not usable:
+            print(f"scoredyn bench gpu: no usable GPU: {why}.", file=sys.stderr)
+            return 2
+        sizes = bench_gpu.REDUCTION_SIZES_QUICK if args.quick else bench_gpu.REDUCTION_SIZES
+        rows["gpu_reduction"] = bench_gpu.reduction_benchmark(sizes, dtypes=args.dtype,
+                                                              repeat=args.repeat)
+        rows["gpu_ode"] = bench_gpu.ode_benchmark(
+            bench_gpu.ODE_SIZE_QUICK if args.quick else bench_gpu.ODE_SIZE)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+        print(f"# wrote {args.json}")
+    return 0
+
+
+def _verify(args):
+    from . import verify
+    results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress)
+    print(verify.format_table(results))
+    n_ok = sum(r.passed for r in results)
+    print(f"{n_ok} of {len(results)} claims verified")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(verify.as_json(results), fh, indent=2)
+        print(f"wrote {args.json}")
+    return 0 if n_ok == len(results) else 1
+
+
+def _figures(args):
+    import importlib
+
+    from ..paper_figures import FIGURES
+    if args.list:
+        for name in FIGURES:
+            mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+            print(f"{name:26s} {mod.__doc__.strip().splitlines()[0]}")
+        return 0
+    names = FIGURES if not args.only else _select(args.only, FIGURES)
+    from tqdm.auto import tqdm
+    written = []
+    for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress):
+        mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+        out = mod.main(args.out, rng=args.seed, quick=args.quick)
+        written.extend(out["files"])
+    print(f"wrote {len(written)} files to {args.out}:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def _select(wanted, names):
+    chosen = []
+    for w in wanted:
+        hits = [n for n in names if w and (n == w or n.startswith(w) or n.split("_", 1)[1] == w)]
+        if not hits:
+            print(f"scoredyn figures: error: unknown figure {w!r} in --only; see --list",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def _compile(args):
+    from ..coldstart import warm
+    t0 = time.perf_counter()
+    took = warm(progress=not args.no_progress)
+    for name, seconds in took:
+        print(f"  {name:32s} {seconds:6.1f} s")
+    print(f"compiled (or loaded from the cache) every CPU kernel in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _run(args):
+    rc = _verify(args)
+    args.only, args.list = None, False
+    return max(rc, _figures(args))
+
+
+def build_parser():
+    parser = _Parser(prog="scoredyn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
+    b.add_argument("what", nargs="?", default="all",
+                   choices=["field", "ode", "all", "gpu", "coldstart"],
+                   help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
+                        "the CUDA kernels against cupy / torch on an NVIDIA GPU, or each first "
+                        "call from an empty kernel cache (coldstart; --quick: without verify)")
+    b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
+                   choices=["float64", "float32"])
+    b.add_argument("--repeat", type=_count(1), default=3)
+    b.add_argument("--sigma", type=_positive_float, default=1.0,
+                   help="noise level (scaled by sqrt(d)/4 for d > 8 so weights stay non-trivial)")
+    b.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="also write the rows as JSON")
+    b.add_argument("--plot", metavar="DIR", type=_output_dir,
+                   help="ode: also sweep the tolerances and draw the work-precision diagram "
+                        "(DIR/work_precision.png)")
+    b.set_defaults(func=_bench)
+    v = sub.add_parser("verify", help="verify the theorem's claims numerically (exit 1 on failure)")
+    v.add_argument("--quick", action="store_true", help="small ensembles (seconds)")
+    v.add_argument("--seed", type=_count(0), default=0, help="seed of the random data and starts")
+    v.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="also write the results as JSON")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_verify)
+    f = sub.add_parser("figures", help="regenerate the paper's figures (PNG, PDF and the numbers)")
+    f.add_argument("--out", default="figures", type=_output_dir,
+                   help="output folder (default ./figures)")
+    f.add_argument("--only", nargs="+", metavar="NAME", help="figure names or prefixes, e.g. fig03")
+    f.add_argument("--quick", action="store_true", help="small settings (CI)")
+    f.add_argument("--list", action="store_true", help="list the figures and exit")
+    f.add_argument("--seed", type=_count(0), default=0)
+    f.add_argument("--no-progress", action="store_true")
+    f.set_defaults(func=_figures)
+    c = sub.add_parser("compile", help="compile every CPU kernel now (numba's on-disk cache), "
+                                       "so that first calls start at once")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=_compile)
+    r = sub.add_parser("run", help="the main job: `verify` then `figures`")
+    r.add_argument("--out", default="figures", type=_output_dir)
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--seed", type=_count(0), default=0)
+    r.add_argument("--json", metavar="PATH", type=_output_file,
+                   help="verification results as JSON")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=_run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

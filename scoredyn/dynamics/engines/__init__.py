@@ -1,0 +1,100 @@
+"""The engines of :func:`scoredyn.solve`, one object each, and the automatic choice.
+
+=================  =====================================================================
+``"numpy"``        vectorised numpy: any :class:`~scoredyn.ScoreField` (a user's own
+                   included), every method (multistep ETD2M too); the slow reference.
+``"numba"``        the fused CPU kernel, one trajectory per parallel iteration: an
+                   :class:`~scoredyn.EmpiricalScore`, a one-step method, any d, every
+                   diagnostic (recentring, ``V^delta`` tracking).
+``"numba-lanes"``  the fused CPU kernel with trajectories as SIMD lanes: as "numba" but
+                   without recentring or ``V^delta`` tracking; ~3.5x faster at small N.
+``"cuda"``         the fused GPU kernel (numba-cuda), one thread per trajectory:
+                   ``d <= 16``, at most 7 stages.
+=================  =====================================================================
+
+The automatic choice (``solve(..., engine=None)``): the ``backend=`` argument
+(or ``SCOREDYN_BACKEND``, see :mod:`scoredyn.backend`) picks the family —
+"cuda" when a GPU is usable and the problem fits it, else "numba" when the
+problem is fused-compatible, else "numpy" — and within "numba",
+``"numba-lanes"`` serves from :data:`LANE_MIN_TRAJECTORIES` trajectories on
+unless recentring or ``V^delta`` tracking is asked for.  ``engine=`` names one
+engine directly; it raises ``ValueError`` with the reason when that engine
+cannot serve the problem.
+"""
+from ...backend import resolve
+from ...kernels.sizes import LANES
+from .base import Engine, Problem, SolveResult, STATUS_MESSAGES
+from .fused import CudaEngine, LaneEngine, NumbaEngine
+from .numpy_engine import NumpyEngine
+
+#: every engine by name
+ENGINES = {e.name: e for e in (NumpyEngine(), NumbaEngine(), LaneEngine(), CudaEngine())}
+
+#: from this many trajectories on, the automatic choice on the CPU takes "numba-lanes"
+#: (two full lane sets: fewer leave most lanes idle)
+LANE_MIN_TRAJECTORIES = 2 * LANES
+
+__all__ = ["ENGINES", "Engine", "Problem", "SolveResult", "STATUS_MESSAGES", "choose",
+           "LANE_MIN_TRAJECTORIES"]
+
+
+def choose(problem, engine=None, backend=None):
+    """The engine that runs ``problem``.
+
+    Parameters
+    ----------
+    problem : Problem
+    engine : str or None
+        A name in :data:`ENGINES`, or None for the automatic choice.
+    backend : {"auto", "numpy", "numba", "cuda"} or None
+        The family for the automatic choice; with ``engine``, it must agree.
+
+    Returns
+    -------
+    Engine
+
+    Raises
+    ------
+    ValueError
+        Unknown engine, an engine that cannot serve ``problem`` (the message
+        says why), or ``engine`` and ``backend`` that disagree.
+    """
+    if engine is not None:
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` must be one of {', '.join(map(repr, ENGINES))}; "
+                             f"got {engine!r}.")
+        chosen = ENGINES[engine]
+        if backend is not None and backend != "auto" and backend != chosen.backend:
+            raise ValueError(f"`engine`={engine!r} runs on backend {chosen.backend!r}, but "
+                             f"`backend`={backend!r} was asked for; give one of them.")
+        if chosen.backend == "cuda":
+            resolve("cuda")                 # BackendUnavailable with the reason
+        why = chosen.unavailable(problem)
+        if why is not None:
+            raise ValueError(f"`engine`={engine!r} cannot run this problem: {why}.")
+        return chosen
+    fused = ENGINES["numba"].unavailable(problem) is None
+    explicit = backend not in (None, "auto")
+    family = resolve(backend, auto=("cuda", "numba") if fused else ("numpy",))
+    if family == "cuda":
+        why = ENGINES["cuda"].unavailable(problem)
+        if why is None:
+            return ENGINES["cuda"]
+        if explicit:
+            raise ValueError(f"backend 'cuda' cannot run this problem: {why}; use "
+                             f"backend='numba' or 'numpy'.")
+        family = "numba" if fused else "numpy"
+    if family == "numba":
+        why = ENGINES["numba"].unavailable(problem)
+        if why is not None:
+            raise ValueError(f"backend 'numba' runs the fused kernel, which cannot run this "
+                             f"problem: {why}; use backend='numpy'.")
+        lanes = ENGINES["numba-lanes"]
+        if (problem.y0.shape[0] >= LANE_MIN_TRAJECTORIES
+                and lanes.unavailable(problem) is None):
+            return lanes
+        return ENGINES["numba"]
+    why = ENGINES["numpy"].unavailable(problem)
+    if why is not None:
+        raise ValueError(f"backend 'numpy' cannot run this problem: {why}.")
+    return ENGINES["numpy"]
