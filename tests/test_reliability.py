@@ -111,6 +111,24 @@ def test_import_loads_no_compiler():
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("package", ["scoredyn", "scoredyn.fields", "scoredyn.dynamics",
+                                     "scoredyn.geometry", "scoredyn.memorization"])
+def test_every_lazy_name_resolves(package):
+    """Each name a package lists in ``__all__`` loads (a typo in the lazy tables would only
+    show when a user reaches for that name), and an unknown name is an AttributeError."""
+    import importlib
+    import types
+    mod = importlib.import_module(package)
+    for name in mod.__all__:
+        value = getattr(mod, name)
+        assert value is not None
+        if isinstance(value, types.ModuleType):
+            assert value.__name__.startswith("scoredyn.")
+        assert name in dir(mod)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        getattr(mod, "no_such_name")
+
+
 # -- schedules and helpers -------------------------------------------------------------------
 
 def _ddpm_alpha(t):
