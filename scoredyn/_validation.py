@@ -102,12 +102,16 @@ SCALE_EXP = 100
 def length_scale(*arrays):
     """A power of two ``c`` that brings the largest magnitude in ``arrays`` near 1.
 
+    Each item is an array or its largest magnitude already computed (a float: the
+    fields keep their data's, so a call pays only for its queries).
+
     The answers of the fields and of the Voronoi geometry are scale-equivariant (lengths,
     sigma and the data scale together), and multiplying by a power of two is exact, so
     computing at ``c x`` and dividing lengths by ``c`` changes no digit; it keeps squared
     distances inside float64's range.  ``1.0`` in the ordinary range (no change at all).
     """
-    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    m = max((a if isinstance(a, float) else float(np.max(np.abs(a)))
+             for a in arrays if isinstance(a, float) or a.size), default=0.0)
     if m == 0.0 or 2.0 ** -SCALE_EXP <= m <= 2.0 ** SCALE_EXP:
         return 1.0
     # within float64's exponent range even for subnormal magnitudes

@@ -47,6 +47,8 @@ class PreparedData:
         self.XT = np.ascontiguousarray(data.T)
         self.xn2 = np.einsum("ij,ij->i", data, data)
         self.n, self.d = data.shape
+        #: the largest coordinate magnitude (for the working length scale)
+        self.magnitude = float(np.max(np.abs(data))) if data.size else 0.0
 
 
 @dataclass

@@ -122,7 +122,7 @@ class EmpiricalScore(ScoreField):
         it (``red.mean / red.scale`` is D).
         """
         prep = self._prepared(label)
-        c = length_scale(prep.X, x64)
+        c = length_scale(prep.magnitude, x64)
         if c != 1.0:
             key = (label.item() if isinstance(label, np.generic) else label, c)
             if key not in self._rescaled:
