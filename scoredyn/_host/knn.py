@@ -11,6 +11,13 @@ def k_nearest(prep, Y, k, method="auto"):
     Entries past N are ``-1`` / ``inf``.  Exact on both paths (the GEMM path
     recomputes every candidate by direct differences).
     """
+    ki, kd = k_nearest_squared(prep, Y, k, method)
+    return ki, np.sqrt(kd)
+
+
+def k_nearest_squared(prep, Y, k, method="auto"):
+    """As :func:`k_nearest`, with squared distances (merged exactly across data shards by
+    :func:`merge_nearest`: every squared distance is formed by direct differences)."""
     q, d = Y.shape
     if method == "auto":
         method = "direct" if d <= DIRECT_MAX_D else "gemm"
@@ -44,7 +51,16 @@ def k_nearest(prep, Y, k, method="auto"):
             ki[q0:q1] = np.take_along_axis(ci, order, 1)
     else:
         raise ValueError(f"`method` must be one of 'auto', 'direct', 'gemm'; got {method!r}.")
-    return ki, np.sqrt(kd)
+    return ki, kd
+
+
+def merge_nearest(parts, k):
+    """The k nearest among candidate lists ``[(index (Q, k_j), squared distance (Q, k_j)), ...]``,
+    ties by lower index, as a single pass over all the data orders them."""
+    cd = np.concatenate([p[1] for p in parts], axis=1)
+    ci = np.concatenate([p[0] for p in parts], axis=1)
+    order = _order(cd, ci, k)
+    return np.take_along_axis(ci, order, 1), np.take_along_axis(cd, order, 1)
 
 
 def _order(cd, ci, k):

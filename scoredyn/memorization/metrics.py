@@ -100,7 +100,9 @@ def nearest_training_points(generated, training, k=2, *, method="auto"):
     Parameters
     ----------
     generated : (Q, d) array_like
-    training : (N, d) array_like
+    training : (N, d) array_like or scoredyn.distributed.ShardedData
+        A sharded training set is searched on its Dask cluster, shard by shard
+        (the same answer, bit for bit); every metric below accepts one.
     k : int, 1 <= k <= N
     method : {"auto", "direct", "gemm"}
 
@@ -110,13 +112,17 @@ def nearest_training_points(generated, training, k=2, *, method="auto"):
     distance : (Q, k) float64
         Ascending Euclidean distances; ties keep the lower training index first.
     """
-    X, _ = as_data(training, "training")
+    from ..distributed.sharded import ShardedData
+    sharded = isinstance(training, ShardedData)
+    X = training if sharded else as_data(training, "training")[0]
     Y, _ = as_points(generated, X.shape[1], "generated")
     if Y.shape[0] == 0:
         raise ValueError("`generated` must contain at least one sample.")
     k = _count(k, "k", low=1)
     if k > X.shape[0]:
         raise ValueError(f"`k` must be at most the number of training points ({X.shape[0]}); got {k}.")
+    if sharded:
+        return training.k_nearest(Y, k)
     c = length_scale(X, Y)       # a power of two beyond the ordinary range: exact
     if c != 1.0:
         index, distance = k_nearest(PreparedData(X * c), Y * c, k, method)

@@ -4,7 +4,7 @@
 :class:`Engine` says whether it can serve a problem (:meth:`Engine.unavailable`)
 and runs it (:meth:`Engine.run`) into a :class:`SolveResult`.
 """
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass, fields, field as dc_field
 
 import numpy as np
 
@@ -163,6 +163,36 @@ class SolveResult:
     def success(self):
         """True when every trajectory reached the end of the span."""
         return bool(np.all(self.status == 0))
+
+    @classmethod
+    def concatenate(cls, parts):
+        """One result from the results of consecutive blocks of trajectories.
+
+        Per-trajectory arrays are joined along the trajectory axis (``ys`` along its
+        second); the save times, method and engine must agree.  Used to gather a solve
+        run in chunks (:func:`scoredyn.distributed.solve`); each trajectory's steps do
+        not depend on the others, so the joined result equals a single solve.
+        """
+        parts = list(parts)
+        if not parts:
+            raise ValueError("`parts` must hold at least one SolveResult.")
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.method, p.engine) != (first.method, first.engine) or not np.array_equal(p.s, first.s):
+                raise ValueError("SolveResult.concatenate: the parts differ in method, engine "
+                                 "or save times.")
+        out = {}
+        for f in fields(cls):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name in ("s", "method", "engine"):
+                out[f.name] = values[0]
+            elif f.name == "message":
+                out[f.name] = [m for v in values for m in v]
+            elif values[0] is None:
+                out[f.name] = None
+            else:
+                out[f.name] = np.concatenate(values, axis=1 if f.name == "ys" else 0)
+        return cls(**out)
 
 
 def messages(status):
