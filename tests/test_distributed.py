@@ -260,3 +260,32 @@ def test_sweep_survives_a_killed_worker(tmp_path):
         t.join()
     assert out.results == [x * x for x in range(40)] and not out.failures
     assert len(list(store.glob("*.json"))) == 40
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def test_figures_as_tasks_resume(tmp_path, capsys):
+    from scoredyn.apps import cli
+    out = tmp_path / "figs"
+    args = ["figures", "--quick", "--only", "fig02", "--out", str(out), "--workers", "1",
+            "--no-progress"]
+    assert cli.main(args) == 0
+    assert (out / "fig02_weights.png").exists()
+    assert cli.main(args) == 0
+    assert "1 of 1 figures were already made" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["verify", "--quick", "--scheduler", "tcp://127.0.0.1:9"], "Could not reach a Dask scheduler"),
+    (["figures", "--workers", "1", "--scheduler", "tcp://127.0.0.1:9"],
+     "give either --scheduler or --workers"),
+    (["verify", "--workers", "0"], "--workers: must be an integer >= 1"),
+])
+def test_cluster_flags_bad_input(argv, message, capsys, monkeypatch):
+    from scoredyn.distributed import cluster
+    from scoredyn.apps import cli
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 1)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -89,6 +89,9 @@ def _bench(args):
                      f"s in [0, 12]")
             paths = bench.plot_work_precision(rows["work_precision"], args.plot, title=title)
             print(f"# wrote {paths[0]}")
+    if args.what == "dask":
+        from . import bench_dask
+        rows["dask"] = bench_dask.dask_benchmark(quick=args.quick)
     if args.what == "coldstart":
         from . import bench_coldstart
         print("# each first call in a fresh process with an empty kernel cache")
@@ -112,9 +115,53 @@ def _bench(args):
     return 0
 
 
+class _Cluster:
+    """The Dask client of ``--scheduler`` / ``--workers`` (None without them), opened once per
+    command and closed at its end; a scheduler that cannot be reached is a one-line error."""
+
+    def __init__(self, args):
+        self.args = args
+        self.ctx = None
+
+    def __enter__(self):
+        scheduler = getattr(self.args, "scheduler", None)
+        workers = getattr(self.args, "workers", None)
+        if getattr(self.args, "client", None) is not None or (scheduler is None and workers is None):
+            return getattr(self.args, "client", None)
+        if scheduler is not None and workers is not None:
+            _fail(self.args, "give either --scheduler or --workers, not both")
+        try:
+            from ..distributed.cluster import session
+            self.ctx = session(scheduler, workers=workers)
+            self.args.client = self.ctx.__enter__()
+        except (ImportError, ConnectionError) as exc:
+            _fail(self.args, str(exc))
+        return self.args.client
+
+    def __exit__(self, *exc):
+        if self.ctx is not None:
+            self.args.client = None
+            return self.ctx.__exit__(*exc)
+        return False
+
+
+def _fail(args, message):
+    print(f"scoredyn {args.command}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def figure_task(name, out, seed, quick):
+    """One figure, as a task of a Dask cluster: the files it wrote."""
+    import importlib
+    mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
+    return {"files": [str(p) for p in mod.main(out, rng=seed, quick=quick)["files"]]}
+
+
 def _verify(args):
     from . import verify
-    results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress)
+    with _Cluster(args) as client:
+        results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress,
+                             client=client, store=getattr(args, "store", None))
     print(verify.format_table(results))
     n_ok = sum(r.passed for r in results)
     print(f"{n_ok} of {len(results)} claims verified")
@@ -135,12 +182,24 @@ def _figures(args):
             print(f"{name:26s} {mod.__doc__.strip().splitlines()[0]}")
         return 0
     names = FIGURES if not args.only else _select(args.only, FIGURES)
-    from tqdm.auto import tqdm
     written = []
-    for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress):
-        mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
-        out = mod.main(args.out, rng=args.seed, quick=args.quick)
-        written.extend(out["files"])
+    with _Cluster(args) as client:
+        if client is not None:
+            from ..distributed import sweep
+            store = os.path.join(args.out, ".scoredyn-tasks")
+            out = str(pathlib.Path(args.out).absolute())        # the workers' cwd may differ
+            grid = [{"name": n, "out": out, "seed": args.seed, "quick": args.quick}
+                    for n in names]
+            done = sweep(figure_task, grid, store, client=client, progress=not args.no_progress)
+            if done.computed < len(names):
+                print(f"# {len(names) - done.computed} of {len(names)} figures were already made "
+                      f"(results in {store}; delete it to make them again)")
+            for r in done.results:
+                written.extend(r["files"])
+        else:
+            from tqdm.auto import tqdm
+            for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress):
+                written.extend(figure_task(name, args.out, args.seed, args.quick)["files"])
     print(f"wrote {len(written)} files to {args.out}:")
     for path in written:
         print(f"  {path}")
@@ -171,9 +230,23 @@ def _compile(args):
 
 
 def _run(args):
-    rc = _verify(args)
-    args.only, args.list = None, False
-    return max(rc, _figures(args))
+    with _Cluster(args):                   # one cluster for both steps
+        rc = _verify(args)
+        args.only, args.list = None, False
+        return max(rc, _figures(args))
+
+
+def _cluster_options(p, store=False):
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the tasks on the Dask cluster at ADDRESS (tcp://host:8786; needs "
+                        "the dask extra); finished results are kept, so a re-run does only "
+                        "what is missing")
+    p.add_argument("--workers", type=_count(1), metavar="N",
+                   help="run the tasks on a local Dask cluster of N worker processes")
+    if store:
+        p.add_argument("--store", metavar="DIR", type=_output_dir,
+                       help="with --scheduler/--workers: keep each claim's result in DIR as it "
+                            "finishes (a re-run with the same DIR runs only the missing ones)")
 
 
 def build_parser():
@@ -181,10 +254,11 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
     b.add_argument("what", nargs="?", default="all",
-                   choices=["field", "ode", "all", "gpu", "coldstart"],
+                   choices=["field", "ode", "all", "gpu", "coldstart", "dask"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
-                        "the CUDA kernels against cupy / torch on an NVIDIA GPU, or each first "
-                        "call from an empty kernel cache (coldstart; --quick: without verify)")
+                        "the CUDA kernels against cupy / torch on an NVIDIA GPU, each first "
+                        "call from an empty kernel cache (coldstart; --quick: without verify), "
+                        "or the distributed workloads on 1 and 2 local Dask workers (dask)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])
@@ -203,6 +277,7 @@ def build_parser():
     v.add_argument("--json", metavar="PATH", type=_output_file,
                    help="also write the results as JSON")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _cluster_options(v, store=True)
     v.set_defaults(func=_verify)
     f = sub.add_parser("figures", help="regenerate the paper's figures (PNG, PDF and the numbers)")
     f.add_argument("--out", default="figures", type=_output_dir,
@@ -212,6 +287,7 @@ def build_parser():
     f.add_argument("--list", action="store_true", help="list the figures and exit")
     f.add_argument("--seed", type=_count(0), default=0)
     f.add_argument("--no-progress", action="store_true")
+    _cluster_options(f)
     f.set_defaults(func=_figures)
     c = sub.add_parser("compile", help="compile every CPU kernel now (numba's on-disk cache), "
                                        "so that first calls start at once")
@@ -224,6 +300,7 @@ def build_parser():
     r.add_argument("--json", metavar="PATH", type=_output_file,
                    help="verification results as JSON")
     r.add_argument("--no-progress", action="store_true")
+    _cluster_options(r, store=True)
     r.set_defaults(func=_run)
     return parser
 

@@ -208,25 +208,72 @@ CLAIMS = [claim_bounded, claim_invariance, claim_limits, claim_collapse, claim_r
           claim_tikhonov]
 
 
-def run(*, quick=False, rng=None, progress=True):
-    """Run every claim; returns a list of :class:`ClaimResult`."""
-    rng = as_rng(rng)
+def run(*, quick=False, rng=None, progress=True, client=None, workers=None, store=None):
+    """Run every claim; returns a list of :class:`ClaimResult`.
+
+    Each claim draws from its own child of ``rng`` (``Generator.spawn``), so the
+    claims are independent experiments and may run in any order or place.
+
+    Parameters
+    ----------
+    quick : bool
+        Small ensembles (seconds).
+    rng : int, Generator or None
+    progress : bool
+        A progress bar over the claims.
+    client, workers : optional
+        Run the claims as tasks on a Dask cluster (a ``distributed.Client`` or a
+        scheduler address; or a number of local worker processes), through
+        :func:`scoredyn.distributed.sweep`; ``rng`` must then be an int seed.
+    store : str, optional
+        With a cluster: the directory where each claim's result is written as it
+        finishes; a re-run with the same store, seed and size runs only the
+        claims that have no result yet.  None: a temporary directory.
+    """
+    if client is not None or workers is not None:
+        return _run_on_cluster(quick, rng, progress, client, workers, store)
+    children = as_rng(rng).spawn(len(CLAIMS))
     results = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(CLAIMS), desc="verifying", unit="claim")
-    for claim in CLAIMS:
-        t0 = time.perf_counter()
-        res = claim(rng, quick)
-        res.seconds = time.perf_counter() - t0
-        results.append(res)
+    for claim, child in zip(CLAIMS, children):
+        if bar is not None:
+            bar.set_postfix_str(claim.__name__)
+        results.append(_timed_claim(claim, child, quick))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(res.claim.split(":")[0][:30])
     if bar is not None:
         bar.close()
     return results
+
+
+def _timed_claim(claim, rng, quick):
+    t0 = time.perf_counter()
+    res = claim(rng, quick)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def claim_task(index, seed, quick):
+    """Claim ``index`` with the generator :func:`run` gives it for ``rng=seed``; a dict."""
+    child = np.random.default_rng(np.random.SeedSequence(seed).spawn(len(CLAIMS))[index])
+    return asdict(_timed_claim(CLAIMS[index], child, quick))
+
+
+def _run_on_cluster(quick, seed, progress, client, workers, store):
+    import tempfile
+
+    from ..distributed import sweep
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`rng` must be a non-negative int seed to run the claims on a "
+                         f"cluster; got {seed!r}.")
+    grid = [{"index": i, "seed": int(seed), "quick": bool(quick)} for i in range(len(CLAIMS))]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = sweep(claim_task, grid, store if store is not None else tmp, client=client,
+                    workers=workers, progress=progress)
+    return [ClaimResult(**r) for r in out.results]
 
 
 def format_table(results):

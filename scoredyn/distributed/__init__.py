@@ -4,7 +4,8 @@ Needs the optional extra ``dask`` (``pip install "scoredyn[dask]"``: dask and
 distributed); nothing else in scoredyn imports it.
 
 * :func:`connect` — a ``distributed.Client`` from a client, a scheduler address,
-  or a number of local worker processes;
+  or a number of local worker processes (:func:`session`: the same as a context
+  that closes what it started);
 * :func:`solve` — :func:`scoredyn.solve` with the initial states in chunks, one
   task per chunk, gathered into one :class:`~scoredyn.SolveResult` (equal bit for
   bit to the single-process solve) or written chunk by chunk to a directory;
@@ -21,7 +22,7 @@ of its inputs, so a rerun changes nothing.
 from .._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "connect": "cluster", "solve": "ensemble", "StoredSolve": "ensemble",
+    "connect": "cluster", "session": "cluster", "solve": "ensemble", "StoredSolve": "ensemble",
     "ShardedData": "sharded", "ShardedEmpiricalScore": "sharded",
     "sweep": "sweep", "SweepResult": "sweep",
 }, ("cluster", "ensemble", "sharded", "sweep"))

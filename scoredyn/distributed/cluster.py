@@ -1,5 +1,6 @@
 """Reaching a Dask cluster, and running tasks on it with a progress bar and clear failures."""
 import contextlib
+import warnings
 
 #: how long :func:`connect` waits for a scheduler address to answer (seconds)
 CONNECT_TIMEOUT = 10
@@ -15,7 +16,7 @@ def require():
     return distributed
 
 
-def connect(client=None, *, workers=None, timeout=CONNECT_TIMEOUT):
+def connect(client=None, *, workers=None, timeout=None):
     """A ``distributed.Client``.
 
     Parameters
@@ -27,8 +28,8 @@ def connect(client=None, *, workers=None, timeout=CONNECT_TIMEOUT):
         (``distributed.get_client``).
     workers : int, optional
         Start a ``LocalCluster`` of this many worker processes (one thread each).
-    timeout : float
-        Seconds to wait for an address to answer.
+    timeout : float, optional
+        Seconds to wait for an address to answer (default :data:`CONNECT_TIMEOUT`).
 
     Returns
     -------
@@ -38,6 +39,7 @@ def connect(client=None, *, workers=None, timeout=CONNECT_TIMEOUT):
         cluster); the caller closes it (:func:`session` does).
     """
     distributed = require()
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
     if isinstance(client, distributed.Client):
         if workers is not None:
             raise ValueError("Give either `client` or `workers`, not both.")
@@ -133,3 +135,18 @@ def _memory_message(what, i, chunk_rows, exc):
     return (f"{what}: task {i} failed on the workers ({type(exc).__name__}: {exc}); a task "
             f"that kills its worker has usually run out of memory: {lower}, or give the "
             f"workers more memory.")
+
+
+@contextlib.contextmanager
+def data_in_graph():
+    """Submit tasks whose arguments carry data (initial states, shards from an array).
+
+    The data travel inside the task graph on purpose: the scheduler keeps what it
+    needs to run a task again when a worker dies (scattered data would be lost with
+    it).  Dask warns about graphs of more than a few MiB; the warning is silenced
+    here, where the size is expected (for data larger than the client's memory,
+    :meth:`ShardedData.from_loaders` loads each shard on its worker instead).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        yield

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..dynamics.engines import Problem, SolveResult, choose
 from ..dynamics.engines.base import messages
-from .cluster import as_chunk_size, gather_in_order, session
+from .cluster import as_chunk_size, data_in_graph, gather_in_order, session
 
 #: trajectories per task by default (10^4 trajectories in d <= 16: a task of ~0.1-1 s)
 CHUNK_SIZE = 10_000
@@ -65,12 +65,14 @@ def solve(field, y0, s_span, *, client=None, workers=None, chunk_size=CHUNK_SIZE
         store = os.fspath(store)
         _claim(store, field, y0, s_span, options, chunk_size)
     with session(client, workers=workers) as c:
-        held = c.submit(_hold, field, pure=False)          # recomputable if its worker dies
         todo = [k for k, _ in enumerate(bounds)
                 if store is None or not os.path.exists(_chunk_path(store, k))]
-        futures = [c.submit(_solve_chunk, held, y0[bounds[k][0]:bounds[k][1]], s_span, options,
-                            None if store is None else _chunk_path(store, k), pure=False)
-                   for k in todo]
+        with data_in_graph():
+            held = c.submit(_hold, field, pure=False)      # recomputable if its worker dies
+            futures = [c.submit(_solve_chunk, held, y0[bounds[k][0]:bounds[k][1]], s_span,
+                                options, None if store is None else _chunk_path(store, k),
+                                pure=False)
+                       for k in todo]
         parts = gather_in_order(c, futures, what="solve (chunks)", chunk_rows=chunk_size,
                                 progress=progress)
     if store is not None:

@@ -34,7 +34,7 @@ from .._host.knn import k_nearest_squared, merge_nearest
 from .._host.reduce import PreparedData, Reduction, posterior_reduce
 from .._validation import as_data, as_points, length_scale
 from ..fields.base import ScoreField, array_io
-from .cluster import connect, gather_in_order
+from .cluster import connect, data_in_graph, gather_in_order
 
 #: queries per round of shard tasks (a shard returns O(block * d) floats)
 QUERY_BLOCK = 8192
@@ -148,8 +148,9 @@ class ShardedData:
         """Shards from ``loaders``: each a function of no argument, run on a worker,
         returning that shard's (n_j, d) array (or the array itself)."""
         c, _ = connect(client)
-        loaders = list(loaders)
-        return cls([c.submit(_load_shard, ld, pure=False) for ld in loaders], c)
+        with data_in_graph():
+            futures = [c.submit(_load_shard, ld, pure=False) for ld in loaders]
+        return cls(futures, c)
 
     def __len__(self):
         return self.n
@@ -171,8 +172,9 @@ class ShardedData:
         for q0 in range(0, len(Y), QUERY_BLOCK):
             q1 = min(q0 + QUERY_BLOCK, len(Y))
             Yb, ab, sb = Y[q0:q1] * c, alpha[q0:q1], sigma[q0:q1] * c
-            futures = [self.client.submit(_reduce_shard, f, Yb, ab, sb, c, pure=False)
-                       for f in self._futures]
+            with data_in_graph():
+                futures = [self.client.submit(_reduce_shard, f, Yb, ab, sb, c, pure=False)
+                           for f in self._futures]
             states = gather_in_order(self.client, futures, what="posterior (shards)",
                                      chunk_rows=QUERY_BLOCK, progress=progress)
             with np.errstate(over="ignore"):
@@ -188,9 +190,10 @@ class ShardedData:
         dist = np.empty((len(Y), k))
         for q0 in range(0, len(Y), QUERY_BLOCK):
             q1 = min(q0 + QUERY_BLOCK, len(Y))
-            futures = [self.client.submit(_nearest_shard, f, Y[q0:q1] * c, k, c, int(off),
-                                          pure=False)
-                       for f, off in zip(self._futures, self.offsets[:-1])]
+            with data_in_graph():
+                futures = [self.client.submit(_nearest_shard, f, Y[q0:q1] * c, k, c, int(off),
+                                              pure=False)
+                           for f, off in zip(self._futures, self.offsets[:-1])]
             parts = gather_in_order(self.client, futures, what="nearest (shards)",
                                     chunk_rows=QUERY_BLOCK, progress=False)
             index[q0:q1], d2 = merge_nearest(parts, k)
