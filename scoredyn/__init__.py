@@ -24,13 +24,13 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _NAMES = {
-    "ScoreField": "fields.base", "EmpiricalScore": "fields.empirical",
+    "ScoreField": "fields.base", "CallableField": "fields.external", "EmpiricalScore": "fields.empirical",
     "GaussianMixture": "fields.mixture", "ScoreMLP": "fields.network",
     "EmpiricalBayes": "fields.regularization", "Regularization": "fields.regularization",
     "Tikhonov": "fields.regularization",
     "METHODS": "dynamics.integrators", "ExplicitRK": "dynamics.integrators",
     "ExponentialRK": "dynamics.integrators", "Integrator": "dynamics.integrators",
-    "ddim_sample": "dynamics.sampling", "ddpm_sample": "dynamics.sampling",
+    "ddim_sample": "dynamics.sampling", "edm_sample": "dynamics.sampling", "ddpm_sample": "dynamics.sampling",
     "probability_flow": "dynamics.sampling", "reverse_sde": "dynamics.sampling",
     "IntegrationError": "dynamics.sampling",
     "DDPM": "dynamics.schedules", "EDM": "dynamics.schedules", "VE": "dynamics.schedules",

@@ -8,12 +8,15 @@
 * :mod:`~scoredyn.fields.regularization` — Tikhonov and Empirical-Bayes
   regularised empirical scores;
 * :mod:`~scoredyn.fields.mixture` — Gaussian-mixture scores;
-* :mod:`~scoredyn.fields.network` — a small trained score network.
+* :mod:`~scoredyn.fields.network` — a small trained score network;
+* :mod:`~scoredyn.fields.external` — :class:`CallableField`, any trained
+  denoiser (numpy, torch or JAX; eps, x0, score or v; VE or VP; EDM's
+  preconditioning) as a field.
 """
 from .._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "ScoreField": "base", "EmpiricalScore": "empirical", "GaussianMixture": "mixture",
+    "ScoreField": "base", "CallableField": "external", "EmpiricalScore": "empirical", "GaussianMixture": "mixture",
     "ScoreMLP": "network", "EmpiricalBayes": "regularization",
     "Regularization": "regularization", "Tikhonov": "regularization",
-}, ("base", "empirical", "mixture", "network", "regularization"))
+}, ("base", "empirical", "external", "mixture", "network", "regularization"))
