@@ -15,5 +15,5 @@ from .._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "solve": "solver", "SolveResult": "solver", "ENGINES": "engines",
     "probability_flow": "sampling", "reverse_sde": "sampling", "ddpm_sample": "sampling",
-    "ddim_sample": "sampling", "IntegrationError": "sampling",
+    "ddim_sample": "sampling", "edm_sample": "sampling", "IntegrationError": "sampling",
 }, ("engines", "integrators", "sampling", "schedules", "solver"))

@@ -8,6 +8,8 @@
 * :func:`ddim_sample`, :func:`ddpm_sample` — discrete DDPM-time samplers
   (DDIM with ``eta``; DDPM ancestral), driven by a field or by a function
   ``step -> field`` (to mix fields along the path).
+* :func:`edm_sample` — EDM's Heun sampler with churn (Karras et al. 2022,
+  Algorithm 2).
 
 In log-time ``lambda = log(alpha / sigma)`` the probability-flow ODE of every
 schedule is the one of :func:`scoredyn.solve` (the probability-flow ODE of Karras,
@@ -66,6 +68,14 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
     method, h, rtol, atol, max_steps : as in :func:`scoredyn.solve`
         (the step is in original time ``t``).
 
+    Notes
+    -----
+    For the exact empirical field with an adaptive method the flow runs on the
+    fused log-time kernels of :func:`scoredyn.solve` (``z = x / alpha``,
+    ``lambda = log(alpha / sigma)``: the same ODE, tens of times faster, and
+    ``rtol`` / ``atol`` then measure ``z``; ``h`` is not used); other fields and
+    fixed-step methods integrate in original time on the numpy engine.
+
     Returns
     -------
     (Q, d) ndarray
@@ -88,15 +98,11 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
     meth, h, rtol, atol = method_options(method, h, rtol, atol)
     check_max_steps(max_steps)
     kw = {} if label is None else {"label": label}
-
-    def rhs(y, tau):
-        # tau = -t runs forward (each trajectory at its own time); dy/dtau = -(f y - g^2/2 score)
-        t = -tau
-        sc = field.score(y, schedule.sigma(t), schedule.alpha(t), **kw)
-        return -(schedule.drift_coefficient(t)[:, None] * y - 0.5 * schedule.g2(t)[:, None] * sc)
-
-    from .engines.numpy_engine import integrate_rhs
-    y, status = integrate_rhs(rhs, x, (-t0, -t1), meth, h, rtol, atol, max_steps)
+    if _log_time_exact(field, schedule, meth):
+        y, status = _in_log_time(field, schedule, x, t0, t1, meth, rtol, atol, max_steps, label)
+    else:
+        y, status = _in_original_time(field, schedule, x, t0, t1, meth, h, rtol, atol,
+                                      max_steps, kw)
     failed = status != 0
     if np.any(failed):
         first = int(np.flatnonzero(failed)[0])
@@ -105,6 +111,49 @@ def probability_flow(field, schedule, x_T, t_span, *, method="dopri5", h=None, r
             f"t = {t1} (trajectory {first}: {STATUS_MESSAGES[int(status[first])]}); raise "
             f"`max_steps` or loosen `rtol`/`atol`, or lower `h`.")
     return y
+
+
+def _log_time_exact(field, schedule, meth):
+    """True when the fused log-time kernels integrate this very flow.
+
+    In ``z = x / alpha``, ``lambda = log(alpha / sigma)`` the flow is ``dz/dlambda =
+    -r (z - D(z; e^{-lambda}))`` exactly when the field's denoiser depends on (x, sigma,
+    alpha) only through (x / alpha, sigma / alpha) — true of the exact empirical field —
+    and so does its shrink factor r (no regularization, or a schedule with alpha = 1).
+    The fused kernels take adaptive one-step methods here (a fixed step ``h`` is in t).
+    """
+    from ..fields.empirical import EmpiricalScore
+    if type(field) is not EmpiricalScore or field.backend == "numpy" or not meth.adaptive \
+            or meth.multistep or meth.P is None:
+        return False
+    if field.regularization is None:
+        return True
+    try:
+        return bool(np.all(schedule.alpha(np.linspace(schedule.t_min, schedule.t_max, 7)[1:])
+                           == 1.0))
+    except ValueError:                  # a discrete schedule: integer steps only
+        return False
+
+
+def _in_log_time(field, schedule, x, t0, t1, meth, rtol, atol, max_steps, label):
+    """The flow on the fused kernels (tolerances apply to ``z = x / alpha``)."""
+    from .solver import solve
+    lam0, lam1 = float(schedule.lam(t0)), float(schedule.lam(t1))
+    res = solve(field, x / schedule.alpha(t0), (lam0, lam1), method=meth, rtol=rtol, atol=atol,
+                max_steps=max_steps, label=label)
+    return res.y * schedule.alpha(t1), res.status
+
+
+def _in_original_time(field, schedule, x, t0, t1, meth, h, rtol, atol, max_steps, kw):
+    """The flow in original time on the numpy engine (any field, any method)."""
+    def rhs(y, tau):
+        # tau = -t runs forward (each trajectory at its own time); dy/dtau = -(f y - g^2/2 score)
+        t = -tau
+        sc = field.score(y, schedule.sigma(t), schedule.alpha(t), **kw)
+        return -(schedule.drift_coefficient(t)[:, None] * y - 0.5 * schedule.g2(t)[:, None] * sc)
+
+    from .engines.numpy_engine import integrate_rhs
+    return integrate_rhs(rhs, x, (-t0, -t1), meth, h, rtol, atol, max_steps)
 
 
 def reverse_sde(field, schedule, x_T, t_span, *, n_steps, rng=None, label=None):
@@ -221,3 +270,74 @@ def ddpm_sample(field, schedule, x_T, *, rng=None, label=None, variance="posteri
             var = beta * (1 - ab[t - 1]) / (1 - ab[t]) if variance == "posterior" else beta
             x = x + np.sqrt(var) * rng.standard_normal(x.shape)
     return x
+
+
+def edm_sample(field, x_T, *, sigmas=None, steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0,
+               S_churn=0.0, S_tmin=0.0, S_tmax=float("inf"), S_noise=1.0, rng=None, label=None,
+               return_path=False):
+    """EDM's sampler (Karras, Aittala, Aila & Laine 2022, arXiv:2206.00364, Algorithm 2).
+
+    Heun steps in ``sigma`` on ``dx/dsigma = (x - D(x; sigma)) / sigma`` (VE, ``alpha = 1``)
+    over a rho-spaced grid, with the stochastic "churn": at each level in
+    ``[S_tmin, S_tmax]`` the noise is first raised to ``sigma_hat = (1 + gamma) sigma_i``,
+    ``gamma = min(S_churn / n, sqrt(2) - 1)``, by adding ``sqrt(sigma_hat^2 - sigma_i^2)
+    S_noise xi``.  The last step (to sigma = 0) is an Euler step.  ``S_churn = 0`` is the
+    deterministic second-order solver of the probability-flow ODE.
+
+    Parameters
+    ----------
+    field : ScoreField or callable step -> ScoreField
+        Any field (``field.denoise`` at ``alpha = 1``); a callable receives the step
+        index ``i`` (0 at sigma_max) and returns the field to use there.
+    x_T : (Q, d) array_like
+        States at ``sigmas[0]`` (EDM draws them as ``sigma_max * N(0, I)``).
+    sigmas : (n,) array_like, optional
+        Decreasing positive noise levels; default :meth:`EDM.steps` with
+        ``steps``, ``sigma_min``, ``sigma_max``, ``rho``.  ``0`` is appended.
+    S_churn, S_tmin, S_tmax, S_noise : float
+        EDM's stochasticity parameters (Table 5 of the paper).
+    rng : int, Generator or None
+        For ``S_churn > 0``.
+    return_path : bool
+        Also return the states after every step, shape (n, Q, d).
+
+    Returns
+    -------
+    (Q, d) ndarray, and the path with ``return_path``.
+    """
+    from .schedules import EDM
+    _check_field(field)
+    if sigmas is None:
+        sigmas = EDM(sigma_min, sigma_max, rho).steps(steps)
+    sigmas = np.asarray(sigmas, dtype=float)
+    if sigmas.ndim != 1 or sigmas.size < 1 or not np.all(np.isfinite(sigmas)) \
+            or np.any(sigmas <= 0) or np.any(np.diff(sigmas) >= 0):
+        raise ValueError("`sigmas` must be a 1-D array of positive, finite, strictly "
+                         "decreasing noise levels.")
+    S_churn = as_scalar(S_churn, "S_churn", low=0.0)
+    S_noise = as_scalar(S_noise, "S_noise", low=0.0)
+    S_tmin = as_scalar(S_tmin, "S_tmin", low=0.0)
+    S_tmax = float(S_tmax)
+    if not (S_tmax >= S_tmin):
+        raise ValueError(f"`S_tmax` must be >= S_tmin ({S_tmin}); got {S_tmax}.")
+    rng = as_rng(rng)
+    x = _start(field, x_T)
+    kw = {} if label is None else {"label": label}
+    n = sigmas.size
+    t = np.append(sigmas, 0.0)
+    path = []
+    for i in range(n):
+        f = _field_at(field, i)
+        gamma = min(S_churn / n, np.sqrt(2.0) - 1.0) if S_tmin <= t[i] <= S_tmax else 0.0
+        t_hat = t[i] * (1.0 + gamma)
+        if gamma > 0:
+            x = x + np.sqrt(t_hat * t_hat - t[i] * t[i]) * S_noise * rng.standard_normal(x.shape)
+        d = (x - f.denoise(x, t_hat, **kw)) / t_hat
+        x_next = x + (t[i + 1] - t_hat) * d
+        if t[i + 1] > 0:
+            d2 = (x_next - f.denoise(x_next, t[i + 1], **kw)) / t[i + 1]
+            x_next = x + (t[i + 1] - t_hat) * (0.5 * d + 0.5 * d2)
+        x = x_next
+        if return_path:
+            path.append(x.copy())
+    return (x, np.array(path)) if return_path else x
