@@ -159,15 +159,31 @@ def figure_task(name, out, seed, quick):
 
 def _verify(args):
     from . import verify
+    data, report = None, None
+    if getattr(args, "data", None) is not None:
+        from . import datasets
+        try:
+            data, report = datasets.prepare(datasets.load(args.data, args.key))
+        except (OSError, ValueError, ImportError) as exc:
+            _fail(args, str(exc))
+        for line in report.lines():
+            print(line)
+    elif getattr(args, "key", None) is not None:
+        _fail(args, "--key names an array of the --data archive; give --data too")
     with _Cluster(args) as client:
         results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress,
-                             client=client, store=getattr(args, "store", None))
+                             data=data, client=client, store=getattr(args, "store", None))
     print(verify.format_table(results))
     n_ok = sum(r.passed for r in results)
     print(f"{n_ok} of {len(results)} claims verified")
     if args.json:
+        out = verify.as_json(results)
+        if report is not None:
+            from dataclasses import asdict
+            out = {"data": {"source": str(args.data), "key": args.key, **asdict(report)},
+                   "claims": out}
         with open(args.json, "w") as fh:
-            json.dump(verify.as_json(results), fh, indent=2)
+            json.dump(out, fh, indent=2)
         print(f"wrote {args.json}")
     return 0 if n_ok == len(results) else 1
 
@@ -277,6 +293,11 @@ def build_parser():
     v.add_argument("--json", metavar="PATH", type=_output_file,
                    help="also write the results as JSON")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.add_argument("--data", metavar="FILE",
+                   help="run the claims on your data: .npy, .npz (with --key), .csv or .txt "
+                        "(N rows of d coordinates), or 'digits' (scikit-learn's 8x8 digits; "
+                        "the data extra)")
+    v.add_argument("--key", metavar="NAME", help="the array of a .npz archive to use")
     _cluster_options(v, store=True)
     v.set_defaults(func=_verify)
     f = sub.add_parser("figures", help="regenerate the paper's figures (PNG, PDF and the numbers)")
