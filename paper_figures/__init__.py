@@ -1,6 +1,7 @@
 """Figures of the memorization paper (Baptista et al., 1-9) and of the memorization toolkit
-(10-13: mixed sampling, EMM, early stopping, ambient diffusion) and of the trained network
-(14-15), one module per figure.
+(10-13: mixed sampling, EMM, early stopping, ambient diffusion), of the trained network
+(14-15) and of real data (16: scikit-learn's digits; 17: the authors' images of squares with
+EDM's sampler), one module per figure.
 
 Each module exposes ``main(out_dir, *, rng=None, quick=False) -> dict`` that
 writes ``NAME.png``, ``NAME.pdf`` and ``NAME.json`` (the numbers behind the
@@ -22,4 +23,6 @@ FIGURES = [
     "fig13_ambient",
     "fig14_network_memorization",
     "fig15_trained_vs_optimal",
+    "fig16_digits",
+    "fig17_squares",
 ]

@@ -159,3 +159,21 @@ def test_torch_module():
     F = sd.CallableField(ExactDenoiser(), 3, framework="torch", dtype="float64")
     x = np.random.default_rng(5).standard_normal((6, 3))
     np.testing.assert_allclose(F.denoise(x, 0.7), E.denoise(x, 0.7), rtol=0, atol=1e-12)
+
+
+def test_mixed_sampling_and_smoothness_take_a_network():
+    """A network outside the window and the optimum inside (Wang, Han & Zou 2024, Alg. 2),
+    and the smoothness analyses, with a CallableField: with the network equal to the
+    optimum (in another parameterisation) every answer equals the optimum's."""
+    E = _empirical()
+    net = sd.CallableField(_network(E, "v", "vp"), 3, parameterization="v", convention="vp",
+                           dtype="float64")
+    sched = sd.DDPM()
+    x_T = np.random.default_rng(6).standard_normal((16, 3))
+    a = sd.ddpm.mixed_sample(E, net, sched, x_T, (100, 300), sampler="ddim")
+    b = sd.ddpm.mixed_sample(E, E, sched, x_T, (100, 300), sampler="ddim")
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    x = np.random.default_rng(7).standard_normal((4, 3))
+    np.testing.assert_allclose(sd.smoothness.jacobian_singular_values(net, sched, x, 500),
+                               sd.smoothness.jacobian_singular_values(E, sched, x, 500),
+                               rtol=1e-6, atol=1e-9)

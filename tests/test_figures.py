@@ -131,3 +131,16 @@ def test_fig15_difference_quotients(outputs):
     for t in r["pdq_limit"]:
         assert r["pdq_network_end"][t] < r["pdq_optimum_end"][t]  # the trained score is smoother
     assert all(0.0 <= v <= 1.0 for v in r["replication"].values())
+
+
+def test_fig16_digits_memorized_at_rate_one(outputs):
+    r = outputs[1]["fig16_digits"]
+    assert r["fraction"]["exact"] == 1.0 and r["max_exact_distance"] < 1e-2
+    assert all(abs(rate - 1) < 0.01 for rate in r["rates"])      # d = 64, recentred fits
+    assert r["fraction"]["Tikhonov $c = 10^{-2}$"] == 0.0
+
+
+def test_fig17_exact_samples_are_training_images(outputs):
+    r = outputs[1]["fig17_squares"]
+    assert r["max_exact_distance"] <= 1e-8 and sum(r["per_image"]) == 16
+    assert r["min_tikhonov_distance"] > 1.0          # ~ sqrt(c d) = 1.6 at 16 x 16, c = 1e-2
