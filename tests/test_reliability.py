@@ -495,7 +495,38 @@ NAMED = [
      r"`n` must be a positive integer; got 2.7"),
     (lambda: sd.ddpm.window_sweep(_gm(), _gm(), sd.DDPM(T=10), np.zeros((4, 2)), n=-1),
      ValueError, r"`n` must be a positive integer; got -1"),
+    (lambda: sd.voronoi.voronoi_segments(np.eye(2), (1, 0, 1, 0)), ValueError,
+     r"`bounds` must be finite with xmin < xmax and ymin < ymax"),
+    (lambda: sd.voronoi.voronoi_segments(np.eye(2), (1, 0, 1)), ValueError,
+     r"`bounds` must be four numbers"),
+    (lambda: sd.convergence.fit_collapse([3, 2, 1], [1, 0.5, 0.2]), ValueError,
+     r"`s` must be finite and strictly increasing"),
+    (lambda: sd.convergence.fit_collapse([1, 2, 3], [1, -0.5, 0.2]), ValueError,
+     r"`dist` must be non-negative"),
+    (lambda: sd.convergence.empirical_order([0.1, -0.05, 0.01], [1, 0.2, 0.1]), ValueError,
+     r"`steps` must be positive and finite"),
+    (lambda: sd.convergence.empirical_order([0.1, 0.05], [1, 0.2, 0.1]), ValueError,
+     r"`steps` and `errors` must be 1-D of the same length"),
+    (lambda: sd.ddpm.mixed_sample(_gm(), _gm(), sd.DDPM(T=10), np.zeros((2, 2)), (-1, 3)),
+     ValueError, r"`window` must be non-negative steps \(i, j\); got \(-1, 3\)"),
+    (lambda: sd.early_stopping.uniformity_check(np.zeros((0, 2)), np.zeros((4, 2))),
+     ValueError, r"`samples` must contain at least one sample"),
+    (lambda: sd.ScoreMLP(2).predict(np.zeros((5, 3)), 0.5), ValueError,
+     r"`x` has dimension 3 but the data have dimension 2"),
+    (lambda: sd.ScoreMLP(2).predict(np.zeros((5, 2)), -0.5), ValueError, r"`sigma`"),
+    (lambda: sd.VP(3.0, 0.001), ValueError, r"`beta_max` must be >= beta_min"),
+    (lambda: sd.ddim_sample(_gm(), sd.DDPM(T=10), np.zeros((2, 2)), eta=2.0), ValueError,
+     r"`eta` must lie in \[0, 1\]; got 2.0"),
 ]
+
+
+def test_component_tv_beyond_the_float64_range():
+    """Means 1e200 apart at a tiny noise level: TV is 1 (no overflow warning, no NaN); the
+    gap is formed without squaring (1e200^2 would overflow)."""
+    assert sd.ambient.component_tv(np.zeros(2), np.full(2, 1e200), 0.5) == 1.0
+    assert sd.ambient.component_tv(np.array([-1e308]), np.array([1e308]), 0.0) == 1.0
+    np.testing.assert_allclose(sd.ambient.component_tv(np.zeros(2), [3e-200, 4e-200], 0.0),
+                               2 * __import__("scipy").stats.norm.cdf(2.5e-200) - 1)
 
 
 @pytest.mark.parametrize("call,exc,match", NAMED, ids=[m[:30] for _, _, m in NAMED])

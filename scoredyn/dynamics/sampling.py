@@ -225,6 +225,8 @@ def ddim_sample(field, schedule, x_T, *, steps=None, eta=0.0, rng=None, label=No
     _check_field(field)
     steps = _ddpm_steps(schedule, steps)
     eta = as_scalar(eta, "eta", low=0.0)
+    if eta > 1.0:
+        raise ValueError(f"`eta` must lie in [0, 1]; got {eta}.")
     rng = as_rng(rng)
     x = _start(field, x_T)
     kw = {} if label is None else {"label": label}

@@ -125,6 +125,9 @@ class VP(Schedule):
         self.beta_max = as_scalar(beta_max, "beta_max", low=0.0)
         if self.beta_max <= 0 and self.beta_min <= 0:
             raise ValueError("`beta_max` must be positive when `beta_min` is 0.")
+        if self.beta_max < self.beta_min:
+            raise ValueError(f"`beta_max` must be >= beta_min ({self.beta_min}; beta grows "
+                             f"with t); got {self.beta_max}.")
 
     def _B(self, t):
         t = np.asarray(t, dtype=float)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from .._validation import as_data, as_rng, as_scalar
+from .._validation import as_data, as_points, as_positive, as_rng, as_scalar
 from .base import ScoreField
 
 ACTIVATIONS = ("relu", "silu")
@@ -113,8 +113,12 @@ class ScoreMLP(ScoreField):
         return (h, cache) if keep else h
 
     def predict(self, x, sigma):
-        """``n_theta(x, sigma) = sigma s_theta(x, sigma)``, shape (Q, d) (VE, no validation)."""
-        return self._forward(x, sigma)
+        """``n_theta(x, sigma) = sigma s_theta(x, sigma)``, shape (Q, d) (VE).
+
+        ``x`` (Q, d); ``sigma`` positive, a scalar or (Q,).
+        """
+        x, _ = as_points(x, self.dim, "x")
+        return self._forward(x, as_positive(sigma, x.shape[0], "sigma"))
 
     def loss_and_grad(self, x0, sigma, eps, c=0.0):
         """Mean DSM loss over a batch and its gradient with respect to every parameter.

@@ -64,12 +64,18 @@ def fit_collapse(s, dist, *, s_min=None, floor=1e-300, ceiling=None):
         dist = dist[:, None]
     if s.ndim != 1 or dist.shape[0] != s.size:
         raise ValueError(f"`dist` must have shape ({s.size}, Q) to match `s`; got {dist.shape}.")
+    if not np.all(np.isfinite(s)) or np.any(np.diff(s) <= 0):
+        raise ValueError("`s` must be finite and strictly increasing.")
+    if np.any(dist < 0):
+        raise ValueError("`dist` must be non-negative (distances; NaN marks a missing value).")
     q = dist.shape[1]
     out = {k: np.full(q, np.nan) for k in ("rate", "K", "s_lo", "s_hi", "r2")}
     npts = np.zeros(q, np.int64)
     for j in range(q):
         dj = dist[:, j]
-        top = 0.1 * np.nanmax(dj) if ceiling is None else ceiling
+        if not np.any(np.isfinite(dj)):
+            continue
+        top = 0.1 * np.max(dj[np.isfinite(dj)]) if ceiling is None else ceiling
         keep = (dj > floor) & (dj <= top) & np.isfinite(dj)
         if s_min is not None:
             keep &= s >= s_min
@@ -101,13 +107,22 @@ def empirical_order(steps, errors, *, floor=0.0, last=4):
     Returns
     -------
     float
-        NaN if fewer than 3 points remain.
+        NaN if fewer than 3 points remain (or all at one step size).
     """
     h = np.asarray(steps, dtype=float)
     e = np.asarray(errors, dtype=float)
+    if h.ndim != 1 or h.shape != e.shape:
+        raise ValueError(f"`steps` and `errors` must be 1-D of the same length; got shapes "
+                         f"{h.shape} and {e.shape}.")
+    if not (np.all(np.isfinite(h)) and np.all(h > 0)):
+        raise ValueError("`steps` must be positive and finite.")
+    if not (np.all(np.isfinite(e)) and np.all(e >= 0)):
+        raise ValueError("`errors` must be non-negative and finite.")
+    if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or last < 2:
+        raise ValueError(f"`last` must be an integer >= 2; got {last!r}.")
     keep = e > floor
     h, e = h[keep][-last:], e[keep][-last:]
-    if e.size < 3:
+    if e.size < 3 or np.unique(h).size < 2:
         return float("nan")
     return float(np.polyfit(np.log(h), np.log(e), 1)[0])
 

@@ -262,7 +262,14 @@ def voronoi_segments(data, bounds):
     X, _ = as_data(data)
     if X.shape[1] != 2:
         raise ValueError(f"`voronoi_segments` needs 2-D data; got dimension {X.shape[1]}.")
-    xmin, xmax, ymin, ymax = (float(b) for b in bounds)
+    try:
+        xmin, xmax, ymin, ymax = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"`bounds` must be four numbers (xmin, xmax, ymin, ymax); got "
+                         f"{bounds!r}.") from None
+    if not (np.all(np.isfinite([xmin, xmax, ymin, ymax])) and xmin < xmax and ymin < ymax):
+        raise ValueError(f"`bounds` must be finite with xmin < xmax and ymin < ymax; got "
+                         f"{(xmin, xmax, ymin, ymax)}.")
     diag = np.hypot(xmax - xmin, ymax - ymin)
     segs = []
     n = X.shape[0]

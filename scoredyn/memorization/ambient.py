@@ -175,5 +175,8 @@ def component_tv(mu_i, mu_j, sigma_t):
                          f"{mu_i.shape} and {mu_j.shape}.")
     if not (np.all(np.isfinite(mu_i)) and np.all(np.isfinite(mu_j))):
         raise ValueError("All entries of `mu_i` and `mu_j` must be finite.")
-    gap = np.linalg.norm(mu_i - mu_j)
+    with np.errstate(over="ignore"):
+        diff = mu_i - mu_j                       # +-inf past 1.8e308: TV 1, as it is
+        big = float(np.max(np.abs(diff))) if diff.size else 0.0
+        gap = big * np.linalg.norm(diff / big) if np.isfinite(big) and big > 0 else big
     return 2.0 * norm.cdf(np.sqrt(1 - sigma_t**2) * gap / 2.0) - 1.0

@@ -71,6 +71,8 @@ def _window(window):
         i, j = (int(v) for v in window)
     except (TypeError, ValueError):
         raise ValueError(f"`window` must be a pair of integer steps (i, j); got {window!r}.") from None
+    if i < 0 or j < 0:
+        raise ValueError(f"`window` must be non-negative steps (i, j); got {(i, j)}.")
     return i, j
 
 
@@ -84,6 +86,8 @@ def mixed_sample(inside, outside, schedule, x_T, window, *, sampler="ddpm", rng=
     schedule : DDPM
     x_T : (Q, d) array_like
     window : (i, j)
+        Non-negative steps; ``i > j`` (or (0, 0)) is an empty window: plain sampling
+        with ``outside``.
     sampler : {"ddpm", "ddim"}
     rng : for the DDPM noise (and DDIM with eta > 0)
 

@@ -87,6 +87,8 @@ def uniformity_check(samples, data):
     """Chi-square test that the nearest training points of ``samples`` are uniform over ``data``."""
     X, _ = as_data(data)
     samples, _ = as_points(samples, X.shape[1], "samples")
+    if samples.shape[0] == 0:
+        raise ValueError("`samples` must contain at least one sample.")
     idx = nearest(X, samples)[0]
     counts = np.bincount(idx, minlength=X.shape[0])
     res = chisquare(counts)
