@@ -1,56 +1,101 @@
 """Gaussian-mixture data: the exact (population) score of a generalising model.
 
-For ``p_0 = sum_k pi_k N(mu_k, S_k)`` and ``x_t = alpha x_0 + sigma eps``
-``p_t = sum_k pi_k N(alpha mu_k, C_k)``, ``C_k = alpha^2 S_k + sigma^2 I``.
-With ``S_k = V_k diag(lambda_k) V_k^T`` and ``u_k = V_k^T (x - alpha mu_k)``:
+For ``p_0 = sum_k pi_k N(mu_k, S_k)`` and ``x_t = alpha x_0 + sigma eps``,
+``p_t = sum_k pi_k N(alpha mu_k, C_k)``, ``C_k = alpha^2 S_k + sigma^2 I``, and with
+``u_k = x - alpha mu_k``:
 
-* ``log N_k(x) = -1/2 sum_j u_kj^2 / c_kj - 1/2 sum_j log c_kj - (d/2) log 2 pi``,
-  ``c_kj = alpha^2 lambda_kj + sigma^2``; responsibilities ``rho_k`` by logsumexp;
-* ``sigma^2 grad log p_t = -sum_k rho_k V_k (u_k * sigma^2 / c_k)`` — the factor
-  ``sigma^2 / c_kj = 1 / (1 + alpha^2 lambda_kj / sigma^2)`` lies in [0, 1],
-  so the residual ``alpha D - x`` is formed without cancellation.
+* ``log N_k(x) = -1/2 u_k^T C_k^{-1} u_k - 1/2 log det C_k - (d/2) log 2 pi``; the
+  responsibilities ``rho_k`` are its softmax (with ``log pi_k``);
+* ``sigma^2 grad log p_t = -sum_k rho_k sigma^2 C_k^{-1} u_k = alpha D - x`` (Tweedie).
 
-Zero-covariance components are allowed (semi-definite ``S_k``): a mixture of
-point masses is exactly the empirical field.
+Four covariance forms, each in memory that scales:
+
+=================  ========================  ============================================
+``isotropic``      ``S_k = s_k I``            ``covariances`` (K,)
+``diagonal``       ``S_k = diag(v_k)``        ``covariances`` (K, d)
+``low-rank``       ``S_k = U_k U_k^T +        ``factors`` (K, d, r) and ``covariances`` (K, d):
+                   diag(v_k)``                the probabilistic-PCA form, O(K d r)
+``full``           any PSD ``S_k``            ``covariances`` (K, d, d): small d
+=================  ========================  ============================================
+
+Isotropic and diagonal mixtures run on a compiled streaming kernel
+(:mod:`scoredyn.kernels.mixture`): one pass over the components per query with an online
+softmax of their log-densities, O((Q + K) d) memory.  Low-rank and full forms stream over
+the components in numpy (the Woodbury identity for the low-rank form:
+``C^{-1} = Delta^{-1} - alpha^2 Delta^{-1} U M^{-1} U^T Delta^{-1}``,
+``M = I_r + alpha^2 U^T Delta^{-1} U``, ``Delta = alpha^2 diag(v) + sigma^2 I``, and
+``log det C = log det Delta + log det M``).  Every quantity is formed with the factor
+``sigma^2 / (alpha^2 v + sigma^2) = 1 / (1 + alpha^2 v / sigma^2)`` in (0, 1], so the
+residual has no cancellation and zero-variance directions (point masses) are exact: a
+mixture of point masses is the empirical field.
 """
 import numpy as np
-from scipy.special import logsumexp
 
 from .._validation import _as_float_array, as_data, as_rng
 from .base import ScoreField
 
+FORMS = ("isotropic", "diagonal", "low-rank", "full")
+#: up to this many distinct (sigma, alpha) pairs per call, the log-determinants are formed once
+#: per pair in numpy (vectorised log1p); beyond, the kernel forms them per query
+GROUPED_LOGDET = 16
+
 
 class GaussianMixture(ScoreField):
-    """Score field of Gaussian-mixture data, with isotropic, diagonal or full covariances.
+    """Score field of Gaussian-mixture data.
 
     Parameters
     ----------
     means : (K, d) array_like
         Component means ``mu_k``.
     covariances : (K,), (K, d) or (K, d, d) array_like
-        Variances (isotropic ``s_k I``), diagonals, or full symmetric positive
-        semi-definite matrices.
+        Variances (isotropic ``s_k I``), diagonals ``v_k``, or full symmetric positive
+        semi-definite matrices; with ``factors``, the diagonal part (K, d) (or (K,)).
     weights : (K,) array_like, optional
         Mixing proportions, non-negative and summing to 1 (default uniform).
+    factors : (K, d, r) array_like, optional
+        Low-rank factors ``U_k``: ``S_k = U_k U_k^T + diag(v_k)``, ``r <= d``.
+    backend : {None, "auto", "numba", "numpy"}
+        Isotropic and diagonal mixtures: the compiled kernel ("numba", the default)
+        or the numpy stream; the other forms always stream in numpy.
 
     Notes
     -----
-    Valid for ``sigma`` with ``sigma^2`` a normal float64 (1e-150 < sigma < 1e150).
+    Valid for ``sigma`` with ``sigma^2`` a normal float64 (1e-150 < sigma < 1e150); outside,
+    a ``ValueError`` says so.
     """
 
-    def __init__(self, means, covariances, weights=None):
+    #: the range of sigma where sigma^2 is a normal float64 number (see Notes)
+    SIGMA_RANGE = (1e-150, 1e150)
+
+    def __init__(self, means, covariances, weights=None, *, factors=None, backend=None):
         mu, self._dtype = as_data(means, "means")
         k, d = mu.shape
         cov = _as_float_array(covariances, "covariances").astype(np.float64)
         if not np.all(np.isfinite(cov)):
             raise ValueError("All entries of `covariances` must be finite.")
-        if cov.shape == (k,):
-            evals = np.repeat(cov[:, None], d, axis=1)
-            evecs = np.broadcast_to(np.eye(d), (k, d, d)).copy()
+        self.factors = None
+        self.eigenvalues = self.eigenvectors = None
+        if factors is not None:
+            U = _as_float_array(factors, "factors").astype(np.float64)
+            if U.ndim != 3 or U.shape[:2] != (k, d):
+                raise ValueError(f"`factors` must have shape ({k}, {d}, r) for {k} components in "
+                                 f"dimension {d}; got shape {U.shape}.")
+            if U.shape[2] > d:
+                raise ValueError(f"`factors` has rank r = {U.shape[2]} larger than the "
+                                 f"dimension d = {d}; give r <= d (or a full covariance).")
+            if not np.all(np.isfinite(U)):
+                raise ValueError("All entries of `factors` must be finite.")
+            if cov.shape not in ((k,), (k, d)):
+                raise ValueError(f"With `factors`, `covariances` is the diagonal part: shape "
+                                 f"({k},) or ({k}, {d}); got shape {cov.shape}.")
+            self.factors = np.ascontiguousarray(U)
+            self.variances = _nonnegative(np.broadcast_to(cov.reshape(k, -1), (k, d)).copy())
+            self.covariance_type = "low-rank"
+        elif cov.shape == (k,):
+            self.variances = _nonnegative(np.repeat(cov[:, None], d, axis=1))
             self.covariance_type = "isotropic"
         elif cov.shape == (k, d):
-            evals = cov.copy()
-            evecs = np.broadcast_to(np.eye(d), (k, d, d)).copy()
+            self.variances = _nonnegative(cov.copy())
             self.covariance_type = "diagonal"
         elif cov.shape == (k, d, d):
             asym = np.max(np.abs(cov - np.swapaxes(cov, 1, 2)), axis=(1, 2))
@@ -59,16 +104,18 @@ class GaussianMixture(ScoreField):
             if bad.size:
                 raise ValueError(f"`covariances[{bad[0]}]` must be symmetric.")
             evals, evecs = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, 1, 2)))
+            tol = 64 * d * np.finfo(float).eps * np.maximum(np.max(np.abs(evals), axis=1), 1e-300)
+            bad = np.flatnonzero(np.min(evals, axis=1) < -tol)
+            if bad.size:
+                raise ValueError(f"`covariances[{bad[0]}]` must be positive semi-definite; its "
+                                 f"smallest eigenvalue is {np.min(evals[bad[0]]):.3g}.")
+            self.eigenvalues, self.eigenvectors = np.maximum(evals, 0.0), evecs
+            self.variances = None
             self.covariance_type = "full"
         else:
             raise ValueError(f"`covariances` must have shape ({k},), ({k}, {d}) or ({k}, {d}, {d}) "
-                             f"for {k} components in dimension {d}; got shape {cov.shape}.")
-        tol = 64 * d * np.finfo(float).eps * np.maximum(np.max(np.abs(evals), axis=1), 1e-300)
-        bad = np.flatnonzero(np.min(evals, axis=1) < -tol)
-        if bad.size:
-            raise ValueError(f"`covariances[{bad[0]}]` must be positive semi-definite; its smallest "
-                             f"eigenvalue is {np.min(evals[bad[0]]):.3g}.")
-        evals = np.maximum(evals, 0.0)
+                             f"for {k} components in dimension {d} (or ({k}, {d}) with "
+                             f"`factors`); got shape {cov.shape}.")
         if weights is None:
             pi = np.full(k, 1.0 / k)
         else:
@@ -79,34 +126,41 @@ class GaussianMixture(ScoreField):
                 raise ValueError("`weights` must be finite and non-negative.")
             if abs(pi.sum() - 1.0) > 1e-10 * k:
                 raise ValueError(f"`weights` must sum to 1; got {pi.sum():.17g}.")
-        self.means, self.eigenvalues, self.eigenvectors, self.mixing = mu, evals, evecs, pi
+        if backend not in (None, "auto", "numba", "numpy"):
+            raise ValueError(f"`backend` must be None, 'auto', 'numba' or 'numpy' for a "
+                             f"GaussianMixture; got {backend!r}.")
+        self.backend = "numpy" if backend == "numpy" else "numba"
+        self.means, self.mixing = mu, pi
         self.n_components, self.dim = k, d
         with np.errstate(divide="ignore"):
             self._logpi = np.log(pi)
 
-    def _components(self, x, sigma, alpha):
-        """Per-component log densities (Q, K) and residual pieces (K, Q, d)."""
-        q, d = x.shape
-        s2 = (sigma * sigma)[:, None]
-        a = alpha[:, None]
-        logn = np.empty((q, self.n_components))
-        resid = np.empty((self.n_components, q, d))
-        for k in range(self.n_components):
-            V = self.eigenvectors[k]
-            u = (x - a * self.means[k]) @ V
-            c = a * a * self.eigenvalues[k] + s2                 # (Q, d)
-            shrink = 1.0 / (1.0 + a * a * self.eigenvalues[k] / s2)  # sigma^2 / c
-            logn[:, k] = (-0.5 * np.sum(u * u / c, axis=1) - 0.5 * np.sum(np.log(c), axis=1)
-                          - 0.5 * d * np.log(2.0 * np.pi) + self._logpi[k])
-            resid[k] = -(u * shrink) @ V.T
-        return logn, resid
+    @classmethod
+    def from_sklearn(cls, model, **kwargs):
+        """The mixture fitted by ``sklearn.mixture.GaussianMixture`` (any covariance type).
 
-    def _responsibilities(self, logn):
-        lse = logsumexp(logn, axis=1)
-        return np.exp(logn - lse[:, None]), lse
+        ``"spherical"`` is isotropic, ``"diag"`` diagonal, ``"full"`` full and ``"tied"``
+        one full matrix shared by every component.  ``kwargs`` go to the constructor.
+        """
+        for attr in ("means_", "weights_", "covariances_", "covariance_type"):
+            if not hasattr(model, attr):
+                raise ValueError(f"`model` must be a fitted sklearn.mixture.GaussianMixture "
+                                 f"(it has no `{attr}`; call its fit() first).")
+        means = np.asarray(model.means_, dtype=float)
+        cov = np.asarray(model.covariances_, dtype=float)
+        kind = model.covariance_type
+        if kind == "tied":
+            cov = np.broadcast_to(cov, (means.shape[0],) + cov.shape).copy()
+        elif kind not in ("spherical", "diag", "full"):
+            raise ValueError(f"Unknown sklearn covariance_type {kind!r}.")
+        w = np.asarray(model.weights_, dtype=float)
+        return cls(means, cov, w / w.sum(), **kwargs)
 
-    #: the range of sigma where sigma^2 is a normal float64 number (see Notes)
-    SIGMA_RANGE = (1e-150, 1e150)
+    def __repr__(self):
+        rank = f", r={self.factors.shape[2]}" if self.factors is not None else ""
+        return f"GaussianMixture(K={self.n_components}, d={self.dim}, {self.covariance_type}{rank})"
+
+    # -- validation ----------------------------------------------------------------------------
 
     def _prepare(self, x, sigma, alpha):
         out = super()._prepare(x, sigma, alpha)
@@ -120,47 +174,135 @@ class GaussianMixture(ScoreField):
             raise ValueError(f"`sigma` must lie in ({lo:g}, {hi:g}) for a GaussianMixture "
                              f"(sigma^2 must be a normal float64); got {sigma[bad][0]:g}.")
 
+    # -- the reduction -------------------------------------------------------------------------
+
+    def _reduce(self, x, sigma, alpha):
+        """``(residual (Q, d), lse (Q,))``: ``alpha D - x`` and ``logsumexp_k logit_k``, where
+        the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
+        if self.covariance_type in ("isotropic", "diagonal") and self.backend == "numba":
+            return self._reduce_kernel(x, sigma, alpha)
+        state = _Softmax(x.shape)
+        for k in range(self.n_components):
+            if self._logpi[k] > -np.inf:
+                state.add(*self._component(k, x, sigma, alpha))
+        return state.result()
+
+    def _reduce_kernel(self, x, sigma, alpha):
+        from ..coldstart import compiling
+        from ..kernels.mixture import mixture_diag
+        group, pairs = _groups(sigma, alpha)
+        if len(pairs) <= GROUPED_LOGDET:
+            logdet = np.stack([np.log1p((a * a / s / s) * self.variances).sum(axis=1)
+                               for s, a in pairs])
+        else:                                    # every query at its own time: in the kernel
+            logdet = np.empty((0, self.n_components))
+        res = np.empty_like(x)
+        lse = np.empty(x.shape[0])
+        with compiling("Gaussian mixture", mixture_diag):
+            mixture_diag(np.ascontiguousarray(x), alpha, sigma, group, self.means,
+                         self.variances, self._logpi, logdet, res, lse)
+        return res, lse
+
+    def _component(self, k, x, sigma, alpha):
+        """``(logit_k (Q,), r_k (Q, d))`` of one component, ``r_k = -sigma^2 C_k^{-1} u_k``."""
+        a = alpha[:, None]
+        inv = 1.0 / (sigma * sigma)
+        u = x - a * self.means[k]
+        if self.covariance_type == "full":
+            V = self.eigenvectors[k]
+            t = (alpha * alpha * inv)[:, None] * self.eigenvalues[k]
+            f = 1.0 / (1.0 + t)
+            w = u @ V
+            z = np.sum(w * w * f, axis=1) * inv
+            return (self._logpi[k] - 0.5 * z - 0.5 * np.log1p(t).sum(axis=1),
+                    -(w * f) @ V.T)
+        t = (alpha * alpha * inv)[:, None] * self.variances[k]
+        f = 1.0 / (1.0 + t)                                  # sigma^2 / Delta, in (0, 1]
+        z = np.sum(u * u * f, axis=1) * inv
+        logdet = np.log1p(t).sum(axis=1)
+        r = -u * f
+        if self.factors is not None:
+            U = self.factors[k]
+            group, pairs = _groups(sigma, alpha)
+            for g, (s, a_g) in enumerate(pairs):
+                rows = group == g
+                fg = 1.0 / (1.0 + (a_g * a_g / s / s) * self.variances[k])    # (d,)
+                Ud = U * (fg / (s * s))[:, None]              # Delta^{-1} U
+                M = np.eye(U.shape[1]) + a_g * a_g * (U.T @ Ud)
+                L = np.linalg.cholesky(M)
+                tq = (u[rows] * (fg / (s * s))) @ U           # U^T Delta^{-1} u, (Q_g, r)
+                sol = np.linalg.solve(L.T, np.linalg.solve(L, tq.T)).T
+                z[rows] -= a_g * a_g * np.sum(tq * sol, axis=1) * 1.0
+                logdet[rows] += 2.0 * np.sum(np.log(np.diag(L)))
+                # sigma^2 C^{-1} u = u f - alpha^2 sigma^2 Delta^{-1} U M^{-1} U^T Delta^{-1} u
+                r[rows] += a_g * a_g * (sol @ (U * fg[:, None]).T)
+            z = np.maximum(z, 0.0)
+        return self._logpi[k] - 0.5 * z - 0.5 * logdet, r
+
+    # -- the field -----------------------------------------------------------------------------
+
     def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
         self._check_sigma(sigma)
-        logn, resid = self._components(x, sigma, alpha)
-        rho, _ = self._responsibilities(logn)
-        return np.einsum("qk,kqd->qd", rho, resid), None
+        return self._reduce(x, sigma, alpha)[0], None
 
     def log_density(self, x, sigma, alpha=1.0):
         """Normalised ``log p_t(x)``, shape (Q,)."""
         x64, sigma, alpha, _ = self._prepare(x, sigma, alpha)
-        return self._responsibilities(self._components(x64, sigma, alpha)[0])[1]
+        lse = self._reduce(x64, sigma, alpha)[1]
+        return lse - 0.5 * self.dim * (np.log(2.0 * np.pi) + 2.0 * np.log(sigma))
 
     def weights(self, x, sigma, alpha=1.0):
-        """Responsibilities ``rho_k(x)`` of the components at time t, shape (Q, K)."""
+        """Responsibilities ``rho_k(x)`` of the components at time t, shape (Q, K) (dense)."""
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        return self._responsibilities(self._components(x64, sigma, alpha)[0])[0].astype(dt)
+        logits = np.stack([self._component(k, x64, sigma, alpha)[0]
+                           for k in range(self.n_components)], axis=1)
+        m = np.max(logits, axis=1, keepdims=True)
+        e = np.exp(logits - m)
+        return (e / e.sum(axis=1, keepdims=True)).astype(dt)
 
     def jacobian(self, x, sigma, alpha=1.0):
-        """Jacobian of the denoiser ``(x + sigma^2 grad log p_t) / alpha``, shape (Q, d, d).
+        """Jacobian of the denoiser ``(x + sigma^2 grad log p_t) / alpha``, shape (Q, d, d)
+        (small d: O(Q d^2) memory).
 
-        ``(I + sigma^2 H) / alpha`` with the Hessian
-        ``H = sum_k rho_k (g_k g_k^T - P_k) - g g^T``, ``g_k = -P_k (x - alpha mu_k)``,
-        ``P_k = C_k^{-1}``; ``sigma^2 P_k`` is formed as ``V diag(sigma^2/c) V^T``.
+        ``(I + sigma^2 H) / alpha`` with the Hessian ``H = sum_k rho_k (g_k g_k^T - P_k) -
+        g g^T``, ``g_k = -P_k u_k``, ``P_k = C_k^{-1}`` (``sigma^2 P_k`` formed from the
+        factors in (0, 1] as above).
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         q, d = x64.shape
-        logn, resid = self._components(x64, sigma, alpha)   # resid_k = sigma^2 g_k
-        rho, _ = self._responsibilities(logn)
         s2 = (sigma * sigma)[:, None, None]
-        a = alpha[:, None]
+        rho = self.weights(x64, sigma, alpha).astype(float)
         J = np.broadcast_to(np.eye(d), (q, d, d)).copy()
-        gbar = np.einsum("qk,kqd->qd", rho, resid)
+        gbar = np.zeros((q, d))
         for k in range(self.n_components):
-            V = self.eigenvectors[k]
-            shrink = 1.0 / (1.0 + a * a * self.eigenvalues[k] / (sigma * sigma)[:, None])
-            s2P = np.einsum("ij,qj,kj->qik", V, shrink, V)
-            outer = resid[k][:, :, None] * resid[k][:, None, :] / s2
-            J += rho[:, k, None, None] * (outer - s2P)
+            _, r = self._component(k, x64, sigma, alpha)           # r = sigma^2 g_k
+            gbar += rho[:, k, None] * r
+            J += rho[:, k, None, None] * (r[:, :, None] * r[:, None, :] / s2
+                                          - self._sigma2_precision(k, sigma, alpha))
         J -= gbar[:, :, None] * gbar[:, None, :] / s2
         return (J / alpha[:, None, None]).astype(dt)
+
+    def _sigma2_precision(self, k, sigma, alpha):
+        """``sigma^2 C_k^{-1}``, shape (Q, d, d)."""
+        d = self.dim
+        t_scale = (alpha * alpha / sigma / sigma)[:, None]
+        if self.covariance_type == "full":
+            V = self.eigenvectors[k]
+            f = 1.0 / (1.0 + t_scale * self.eigenvalues[k])
+            return np.einsum("ij,qj,kj->qik", V, f, V)
+        f = 1.0 / (1.0 + t_scale * self.variances[k])
+        P = f[:, :, None] * np.eye(d)
+        if self.factors is not None:
+            U = self.factors[k]
+            a2 = (alpha * alpha)[:, None, None]
+            Uf = U[None] * f[:, :, None]                               # sigma^2 Delta^{-1} U
+            M = np.eye(U.shape[1])[None] + a2 * np.einsum("jp,qjr->qpr", U,
+                                                          Uf / (sigma * sigma)[:, None, None])
+            P -= a2 * np.einsum("qjp,qpr,qir->qji", Uf, np.linalg.inv(M),
+                                Uf / (sigma * sigma)[:, None, None])
+        return P
 
     def sample(self, n, rng=None):
         """Draw ``n`` samples of ``p_0``, shape (n, d).
@@ -176,9 +318,50 @@ class GaussianMixture(ScoreField):
             raise ValueError(f"`n` must be a non-negative integer; got {n!r}.")
         rng = as_rng(rng)
         comp = rng.choice(self.n_components, size=n, p=self.mixing)
-        z = rng.standard_normal((n, self.dim)) * np.sqrt(self.eigenvalues[comp])
-        out = self.means[comp] + np.einsum("nij,nj->ni", self.eigenvectors[comp], z)
+        z = rng.standard_normal((n, self.dim))
+        if self.covariance_type == "full":
+            z = z * np.sqrt(self.eigenvalues[comp])
+            out = self.means[comp] + np.einsum("nij,nj->ni", self.eigenvectors[comp], z)
+        else:
+            out = self.means[comp] + z * np.sqrt(self.variances[comp])
+            if self.factors is not None:
+                zr = rng.standard_normal((n, self.factors.shape[2]))
+                out += np.einsum("nij,nj->ni", self.factors[comp], zr)
         return out.astype(self._dtype if self._dtype == np.float32 else np.float64)
 
-    def __repr__(self):
-        return f"GaussianMixture(K={self.n_components}, d={self.dim}, {self.covariance_type})"
+
+def _nonnegative(v):
+    if np.any(v < 0):
+        k = int(np.flatnonzero(np.any(v < 0, axis=1))[0])
+        raise ValueError(f"`covariances[{k}]` must be positive semi-definite (non-negative "
+                         f"variances); got {v[k][v[k] < 0][0]:.3g}.")
+    return np.ascontiguousarray(v)
+
+
+def _groups(sigma, alpha):
+    """``(group (Q,), pairs)``: each query's index into the distinct (sigma, alpha) pairs."""
+    pairs, group = np.unique(np.stack([sigma, alpha], axis=1), axis=0, return_inverse=True)
+    return group.reshape(-1).astype(np.int64), [tuple(p) for p in pairs]
+
+
+class _Softmax:
+    """Online softmax over components: running max logit, sum of exponentials, and the
+    responsibility-weighted residual (the rescaling of the kernels, in numpy)."""
+
+    def __init__(self, shape):
+        self.m = np.full(shape[0], -np.inf)
+        self.l = np.zeros(shape[0])
+        self.acc = np.zeros(shape)
+
+    def add(self, logit, r):
+        live = logit > -np.inf                    # a logit beyond float64: weight 0
+        m_new = np.where(live, np.maximum(self.m, logit), self.m)
+        with np.errstate(invalid="ignore"):
+            scale = np.where(self.m == m_new, 1.0, np.exp(self.m - m_new))
+            w = np.where(live, np.exp(logit - m_new), 0.0)
+        self.l = self.l * scale + w
+        self.acc = self.acc * scale[:, None] + w[:, None] * r
+        self.m = m_new
+
+    def result(self):
+        return self.acc / self.l[:, None], self.m + np.log(self.l)
