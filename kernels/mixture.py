@@ -21,6 +21,9 @@ kernel forms them itself.  Memory O((Q + K) d).
 import numpy as np
 from numba import njit, prange
 
+from .config import FASTMATH
+from .mathfn import exp_nonpos
+
 #: queries per parallel work item
 _CHUNK = 16
 
@@ -90,6 +93,90 @@ def mixture_diag(Y, alpha, sigma, group, means, var, logpi, logdet, res, lse):
                 l += w
                 for j in range(d):
                     acc[j] += w * r[j]
+            for j in range(d):
+                res[q, j] = acc[j] / l
+            lse[q] = m + np.log(l)
+
+
+#: components per tile of :func:`mixture_diag_tiled` (the exps and the residual sums of a
+#: tile run as SIMD loops over components)
+TILE_K = 256
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+def mixture_diag_tiled(Y, group, AMt, Ft, base, inv, res, lse):
+    """:func:`mixture_diag` for queries that share a few (a, sigma) pairs, component-major.
+
+    Per group ``g`` the caller forms ``AMt[g] = (a mu)^T`` and ``Ft[g] = (1 / (1 + a^2 v /
+    sigma^2))^T`` (both (d, K)) and ``base[g, k] = log pi_k - 1/2 sum_j log1p(a^2 v_kj /
+    sigma^2)``; each query then streams over tiles of :data:`TILE_K` components, the inner
+    loops running over components (vectorised), with the same online softmax.  Same
+    arithmetic per term as :func:`mixture_diag`: ``u = y_j - a mu_kj`` by direct difference;
+the sums over coordinates and components may be reassociated (SIMD), which moves a logit
+by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`.
+
+    Parameters
+    ----------
+    Y : (Q, d) float64
+    group : (Q,) int64
+    AMt, Ft : (G, d, K) float64
+    base : (G, K) float64
+    inv : (G,) float64
+        ``1 / sigma^2`` per group.
+    res : (Q, d) float64, out
+    lse : (Q,) float64, out
+    """
+    q_total, d = Y.shape
+    k_total = AMt.shape[2]
+    nchunks = (q_total + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        acc = np.empty(d)
+        z = np.empty(TILE_K)
+        for q in range(c * _CHUNK, min((c + 1) * _CHUNK, q_total)):
+            g = group[q]
+            iv = inv[g]
+            m = -np.inf
+            l = 0.0
+            for j in range(d):
+                acc[j] = 0.0
+            for k0 in range(0, k_total, TILE_K):
+                nt = min(TILE_K, k_total - k0)
+                for kk in range(nt):
+                    z[kk] = 0.0
+                for j in range(d):
+                    yj = Y[q, j]
+                    am = AMt[g, j, k0:k0 + nt]
+                    f = Ft[g, j, k0:k0 + nt]
+                    for kk in range(nt):
+                        u = yj - am[kk]
+                        z[kk] += u * u * f[kk]
+                tmax = -np.inf
+                for kk in range(nt):
+                    z[kk] = base[g, k0 + kk] - 0.5 * z[kk] * iv
+                    tmax = max(tmax, z[kk])
+                if tmax == -np.inf:
+                    continue
+                if tmax > m:
+                    if l > 0.0:
+                        scale = np.exp(m - tmax)
+                        l *= scale
+                        for j in range(d):
+                            acc[j] *= scale
+                    m = tmax
+                s = 0.0
+                for kk in range(nt):
+                    w = exp_nonpos(z[kk] - m)          # vectorised; <= 1 ulp
+                    z[kk] = w
+                    s += w
+                l += s
+                for j in range(d):
+                    yj = Y[q, j]
+                    am = AMt[g, j, k0:k0 + nt]
+                    f = Ft[g, j, k0:k0 + nt]
+                    a_j = 0.0
+                    for kk in range(nt):
+                        a_j += z[kk] * (am[kk] - yj) * f[kk]
+                    acc[j] += a_j
             for j in range(d):
                 res[q, j] = acc[j] / l
             lse[q] = m + np.log(l)

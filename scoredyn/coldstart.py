@@ -108,7 +108,14 @@ def warm(*, progress=True):
                      engine=engine, save_at=[0.5])
         return run
 
-    groups = [("fields", fields), ("voronoi and nearest neighbours", geometry),
+    def mixture():
+        gm = sd.GaussianMixture(X, np.full(30, 0.1))
+        gm.denoise(Y, 0.5)                                   # component-major kernel
+        y = np.repeat(Y, 4, axis=0)
+        gm.denoise(y, np.linspace(0.1, 1.0, 20))             # per-query times
+
+    groups = [("fields", fields), ("Gaussian mixtures", mixture),
+              ("voronoi and nearest neighbours", geometry),
               ("solve, per trajectory", solve("numba", 2)),
               ("solve, SIMD lanes", solve("numba-lanes", lanes))]
     took = []

@@ -55,3 +55,17 @@ def test_coldstart_bench_plumbing(monkeypatch, tmp_path, capsys):
     out = tmp_path / "cold.json"
     assert cli.main(["bench", "coldstart", "--quick", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["coldstart"] == [{"step": "cache", "seconds": 0.0}]
+
+
+def test_mixture_bench_at_toy_size(monkeypatch, tmp_path):
+    """``scoredyn bench mixture``: every path timed, and the kernel agreeing with the numpy
+    stream (the bench's own check) at toy sizes."""
+    from scoredyn.apps import bench_mixture
+    monkeypatch.setattr(bench_mixture, "SIZES_QUICK", [(50, 20, 2, "isotropic"),
+                                                       (30, 10, 40, "diagonal"),
+                                                       (20, 5, 40, "low-rank")])
+    out = tmp_path / "mix.json"
+    assert cli.main(["bench", "mixture", "--quick", "--repeat", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["mixture"]
+    assert [r["form"] for r in rows] == ["isotropic", "diagonal", "low-rank"]
+    assert all(r["max_difference"] < 1e-12 for r in rows)

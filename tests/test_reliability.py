@@ -93,7 +93,8 @@ def test_a_compiled_kernel_is_not_announced(monkeypatch):
 def test_compile_command_warms_every_group(capsys):
     assert cli.main(["compile", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for group in ("fields", "voronoi and nearest neighbours", "solve, per trajectory",
+    for group in ("fields", "Gaussian mixtures", "voronoi and nearest neighbours",
+                  "solve, per trajectory",
                   "solve, SIMD lanes"):
         assert group in out
     assert "compiled (or loaded from the cache) every CPU kernel" in out

@@ -89,6 +89,10 @@ def _bench(args):
                      f"s in [0, 12]")
             paths = bench.plot_work_precision(rows["work_precision"], args.plot, title=title)
             print(f"# wrote {paths[0]}")
+    if args.what == "mixture":
+        from . import bench_mixture
+        rows["mixture"] = bench_mixture.mixture_benchmark(
+            bench_mixture.SIZES_QUICK if args.quick else bench_mixture.SIZES, repeat=args.repeat)
     if args.what == "dask":
         from . import bench_dask
         rows["dask"] = bench_dask.dask_benchmark(quick=args.quick)
@@ -270,11 +274,12 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
     b.add_argument("what", nargs="?", default="all",
-                   choices=["field", "ode", "all", "gpu", "coldstart", "dask"],
+                   choices=["field", "ode", "all", "gpu", "coldstart", "dask", "mixture"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
                         "the CUDA kernels against cupy / torch on an NVIDIA GPU, each first "
                         "call from an empty kernel cache (coldstart; --quick: without verify), "
-                        "or the distributed workloads on 1 and 2 local Dask workers (dask)")
+                        "the distributed workloads on 1 and 2 local Dask workers (dask), or "
+                        "Gaussian-mixture scores against numpy and scikit-learn (mixture)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])

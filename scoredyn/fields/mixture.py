@@ -38,6 +38,9 @@ FORMS = ("isotropic", "diagonal", "low-rank", "full")
 #: up to this many distinct (sigma, alpha) pairs per call, the log-determinants are formed once
 #: per pair in numpy (vectorised log1p); beyond, the kernel forms them per query
 GROUPED_LOGDET = 16
+#: the component-major kernel's per-pair tables, (sigma, alpha) pairs x K x d entries at most
+#: (2^23: 128 MiB for its two tables); beyond, the per-query kernel runs
+TILED_ENTRIES = 2 ** 23
 
 
 class GaussianMixture(ScoreField):
@@ -189,8 +192,25 @@ class GaussianMixture(ScoreField):
 
     def _reduce_kernel(self, x, sigma, alpha):
         from ..coldstart import compiling
-        from ..kernels.mixture import mixture_diag
+        from ..kernels.mixture import mixture_diag, mixture_diag_tiled
         group, pairs = _groups(sigma, alpha)
+        k, d = self.variances.shape
+        if len(pairs) <= GROUPED_LOGDET and len(pairs) * k * d <= TILED_ENTRIES:
+            # few (sigma, alpha) pairs (a denoiser call): component-major tiles
+            AMt = np.empty((len(pairs), d, k))
+            Ft = np.empty((len(pairs), d, k))
+            base = np.empty((len(pairs), k))
+            for g, (s, a) in enumerate(pairs):
+                t = (a * a / s / s) * self.variances
+                AMt[g] = (a * self.means).T
+                Ft[g] = (1.0 / (1.0 + t)).T
+                base[g] = self._logpi - 0.5 * np.log1p(t).sum(axis=1)
+            inv = np.array([1.0 / (s * s) for s, _ in pairs])
+            res = np.empty_like(x)
+            lse = np.empty(x.shape[0])
+            with compiling("Gaussian mixture", mixture_diag_tiled):
+                mixture_diag_tiled(np.ascontiguousarray(x), group, AMt, Ft, base, inv, res, lse)
+            return res, lse
         if len(pairs) <= GROUPED_LOGDET:
             logdet = np.stack([np.log1p((a * a / s / s) * self.variances).sum(axis=1)
                                for s, a in pairs])
