@@ -48,7 +48,7 @@ def main(out_dir, *, rng=None, quick=False):
             ax.imshow(X[j].reshape(size, size), cmap="gray", vmin=-1, vmax=1)
             ax.set_title(f"training image {j + 1}", fontsize=6)
         for r, (label, imgs, dist) in enumerate([("exact score", exact, d_exact[:, 0]),
-                                                 (f"Tikhonov $c = 10^{{-2}}$", tik, d_tik[:, 0])]):
+                                                 ("Tikhonov $c = 10^{-2}$", tik, d_tik[:, 0])]):
             for j in range(shown):
                 ax = fig.add_subplot(grid[r + 1, j])
                 ax.imshow(imgs[j].reshape(size, size), cmap="gray", vmin=-1, vmax=1)

@@ -26,6 +26,17 @@ FIELD_SIZES = [(10_000, 10_000, 2), (1_000, 10_000, 64), (1_000, 5_000, 3072), (
 FIELD_SIZES_QUICK = [(2_000, 2_000, 2), (200, 2_000, 64), (100, 1_000, 3072)]
 
 
+def wall_time(fn, repeat):
+    """Median wall time of ``repeat`` calls of ``fn`` after one warm-up call (seconds)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def near_boundary_case(rng, d=3072, sigma=1e-6, w_target=0.27, n_far=62):
     """The cancellation trap (:mod:`scoredyn.kernels`, "Numerical traps"): two sites whose squared distances to y differ by ~1e-7 relative.
 

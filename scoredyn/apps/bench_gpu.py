@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from .bench import near_boundary_case
+from .bench import near_boundary_case, wall_time
 from ..fields.empirical import EmpiricalScore
 
 REDUCTION_SIZES = [(100_000, 10_000, 2), (10_000, 50_000, 3072)]
@@ -67,16 +67,6 @@ def _events_time(fn, repeat):
         stop.record()
         stop.synchronize()
         times.append(cuda.event_elapsed_time(start, stop) * 1e-3)
-    return float(np.median(times))
-
-
-def _wall_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
@@ -168,7 +158,7 @@ def reduction_benchmark(sizes=REDUCTION_SIZES, dtypes=("float64", "float32"), re
             flops = 4.0 * q * n * d / t_kernel
             frac = flops / info[f"peak_{dt}"]
             field = EmpiricalScore(X64, backend="cuda", gpu_dtype=dt)
-            t_api = _wall_time(lambda: field.denoise(Y64, sigma), repeat)
+            t_api = wall_time(lambda: field.denoise(Y64, sigma), repeat)
             row = {"dtype": dt, "Q": q, "N": n, "d": d, "kernel_s": t_kernel, "flops": flops,
                    "fraction_of_peak": frac, "api_s": t_api, "device": info["name"]}
             try:
@@ -179,7 +169,7 @@ def reduction_benchmark(sizes=REDUCTION_SIZES, dtypes=("float64", "float32"), re
             row["torch_s"] = _events_time(torch_run, repeat) if torch_run else None
             cpu = EmpiricalScore(X64, backend="numba")
             qc = min(q, cpu_queries)
-            row["cpu_s"] = _wall_time(lambda: cpu.denoise(Y64[:qc], sigma), 1) * q / qc
+            row["cpu_s"] = wall_time(lambda: cpu.denoise(Y64[:qc], sigma), 1) * q / qc
             fmt = lambda v: "-" if v is None else f"{v:8.3f}"           # noqa: E731
             echo(f"{dt:8s} {str((q, n, d)):>22s} {t_kernel:9.4f} {flops / 1e12:8.2f} "
                  f"{100 * frac:7.1f}% {t_api:8.3f} {fmt(row['cupy_s'])} {fmt(row['torch_s'])} "

@@ -1,15 +1,15 @@
 """``scoredyn bench mixture``: Gaussian-mixture scores on the kernels against their peers.
 
-Per size (Q queries, K components, dimension d), in one run: the compiled streaming kernel
+Per size (Q queries, K components, dimension d), in one run (median wall times): the compiled streaming kernel
 (``GaussianMixture``, isotropic or diagonal), the numpy stream over components (the
 package's reference path, O((Q + K) d) memory), scikit-learn's ``score_samples`` for the
 log-density of the same mixture (where installed), and the exact empirical field at
 (Q, N = K, d), whose time the kernel is measured against.  Reported as times and ratios;
 the rows check that the kernel and the numpy stream agree.  A benchmark, not a test.
 """
-import time
-
 import numpy as np
+
+from .bench import wall_time
 
 #: (Q, K, d, form) of the full and the quick runs
 SIZES = [(10_000, 1000, 2, "isotropic"), (10_000, 1000, 2, "diagonal"),
@@ -19,16 +19,6 @@ SIZES_QUICK = [(2000, 500, 2, "isotropic"), (2000, 500, 2, "diagonal"),
                (500, 500, 64, "diagonal"), (200, 100, 3072, "diagonal"),
                (200, 100, 3072, "low-rank")]
 RANK = 16
-
-
-def _best(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _sklearn_model(means, var, sigma):
@@ -66,20 +56,20 @@ def mixture_benchmark(sizes=SIZES, *, repeat=3, rng=0, echo=print):
             kw["factors"] = 0.1 * g.standard_normal((k, d, RANK))
         kernel = sd.GaussianMixture(means, var, **kw)
         stream = sd.GaussianMixture(means, var, backend="numpy", **kw)
-        t_np = _best(lambda: stream.denoise(x, sigma), 1)
-        t_k = (_best(lambda: kernel.denoise(x, sigma), repeat) if form != "low-rank"
+        t_np = wall_time(lambda: stream.denoise(x, sigma), 1)
+        t_k = (wall_time(lambda: kernel.denoise(x, sigma), repeat) if form != "low-rank"
                else float("nan"))
         if form != "low-rank":
             err = float(np.max(np.abs(kernel.denoise(x, sigma) - stream.denoise(x, sigma))))
         else:
             err = 0.0
         emp = sd.EmpiricalScore(means)
-        t_e = _best(lambda: emp.denoise(x, sigma), repeat)
+        t_e = wall_time(lambda: emp.denoise(x, sigma), repeat)
         t_sk = float("nan")
         if form == "diagonal":
             model = _sklearn_model(means, var, sigma)
             if model is not None:
-                t_sk = _best(lambda: model.score_samples(x), 1)
+                t_sk = wall_time(lambda: model.score_samples(x), 1)
         row = dict(Q=q, K=k, d=d, form=form, kernel=t_k, numpy=t_np, sklearn=t_sk,
                    empirical=t_e, max_difference=err)
         rows.append(row)

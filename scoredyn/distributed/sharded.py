@@ -32,7 +32,7 @@ import numpy as np
 
 from .._host.knn import k_nearest_squared, merge_nearest
 from .._host.reduce import PreparedData, Reduction, posterior_reduce
-from .._validation import as_data, as_points, length_scale
+from .._validation import as_data, length_scale
 from ..fields.base import ScoreField, array_io
 from .cluster import connect, data_in_graph, gather_in_order
 
