@@ -289,3 +289,35 @@ def test_cluster_flags_bad_input(argv, message, capsys, monkeypatch):
         cli.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+class _Exhausting(sd.ScoreField):
+    """A field that runs out of memory (raises MemoryError) or, with ``kill``, takes its
+    worker process down (as the kernel's OOM killer would) — only on a Dask worker."""
+
+    dim = 2
+
+    def __init__(self, kill):
+        self.kill = kill
+
+    def residual(self, x, sigma, alpha, label=None):
+        try:
+            distributed.get_worker()
+        except ValueError:                                   # on the client: harmless
+            return -x, None
+        if self.kill:
+            os._exit(1)
+        raise MemoryError("Unable to allocate 64.0 GiB")
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_a_task_out_of_memory_names_the_chunk_size(kill):
+    import dask
+    y0 = np.zeros((6, 2))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
+        with pytest.raises(MemoryError, match=r"lower `chunk_size` \(now 3 rows per task\)"):
+            sdd.solve(_Exhausting(kill), y0, (0.0, 1.0), client=c, chunk_size=3,
+                      method="rk4", h=0.5, progress=False)
