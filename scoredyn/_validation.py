@@ -18,6 +18,18 @@ def result_dtype(*arrays):
     return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
 
 
+def kernel_array(arr):
+    """``arr`` as a C-ordered, writeable float64 array (a copy only when needed).
+
+    The compiled kernels are specialised on these properties: a read-only array (one
+    unpickled from a Dask worker's network buffer, or a user's ``flags.writeable = False``)
+    would select another compiled specialisation, whose vectorised sums may round
+    differently in the last bit.  Every array reaches the kernels through here, so the same
+    inputs give the same bits in every process.
+    """
+    return np.require(arr, dtype=np.float64, requirements=["C", "W"])
+
+
 def as_data(data, name="data"):
     """Validate a data set: a finite (N, d) array, N >= 1, d >= 1.
 
@@ -32,7 +44,7 @@ def as_data(data, name="data"):
         raise ValueError(f"`{name}` must have dimension d >= 1; got shape {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"All entries of `{name}` must be finite.")
-    return np.ascontiguousarray(arr, dtype=np.float64), arr.dtype
+    return kernel_array(arr), arr.dtype
 
 
 def as_points(x, d, name="x"):
@@ -44,7 +56,7 @@ def as_points(x, d, name="x"):
         raise ValueError(f"`{name}` has dimension {arr.shape[1]} but the data have dimension {d}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"All entries of `{name}` must be finite.")
-    return np.ascontiguousarray(arr, dtype=np.float64), arr.dtype
+    return kernel_array(arr), arr.dtype
 
 
 def as_positive(value, q, name):

@@ -543,3 +543,22 @@ def test_environment_backend_is_named(monkeypatch):
     with pytest.raises(backend.BackendUnavailable,
                        match=r"SCOREDYN_BACKEND=cuda \(the environment variable\) is not usable"):
         backend.resolve(None)
+
+
+def test_read_only_inputs_give_the_same_bits():
+    """Read-only arrays (unpickled on a Dask worker, or frozen by a user) reach the kernels
+    as writeable copies: the same compiled code, the same bits."""
+    g = np.random.default_rng(0)
+    X, Y = g.standard_normal((20, 2)), g.standard_normal((300, 2))
+    Xr, Yr = X.copy(), Y.copy()
+    Xr.flags.writeable = False
+    Yr.flags.writeable = False
+    F, Fr = sd.EmpiricalScore(X), sd.EmpiricalScore(Xr)
+    for method, engine in (("gl-dopri5", "numba-lanes"), ("dopri5", "numba")):
+        a = sd.solve(F, Y, (0.0, 12.0), method=method, engine=engine, rtol=1e-8, atol=1e-10)
+        b = sd.solve(Fr, Yr, (0.0, 12.0), method=method, engine=engine, rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(F.denoise(Y, 0.3), Fr.denoise(Yr, 0.3))
+    for k in range(2):
+        np.testing.assert_array_equal(sd.memorization.nearest_training_points(Y, X)[k],
+                                      sd.memorization.nearest_training_points(Yr, Xr)[k])

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .._validation import kernel_array
 from ..coldstart import compiling
 from ..kernels.gemm_tile import gemm_tile_update
 from ..kernels.reduction import reduce_direct
@@ -43,8 +44,8 @@ class PreparedData:
     """
 
     def __init__(self, data):
-        self.X = data
-        self.XT = np.ascontiguousarray(data.T)
+        self.X = kernel_array(data)
+        self.XT = kernel_array(np.ascontiguousarray(data.T))
         self.xn2 = np.einsum("ij,ij->i", data, data)
         self.n, self.d = data.shape
         #: the largest coordinate magnitude (for the working length scale)

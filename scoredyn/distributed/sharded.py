@@ -32,7 +32,7 @@ import numpy as np
 
 from .._host.knn import k_nearest_squared, merge_nearest
 from .._host.reduce import PreparedData, Reduction, posterior_reduce
-from .._validation import as_data, length_scale
+from .._validation import as_data, kernel_array, length_scale
 from ..fields.base import ScoreField, array_io
 from .cluster import connect, data_in_graph, gather_in_order
 
@@ -65,12 +65,14 @@ def _describe(shard):
 
 
 def _reduce_shard(shard, Y, alpha, sigma, c):
+    # arrays arrive read-only from the network: the kernels take writeable copies (same bits)
+    Y, alpha, sigma = kernel_array(Y), kernel_array(alpha), kernel_array(sigma)
     red = posterior_reduce(shard.at_scale(c), Y, alpha, sigma)
     return red.mean, red.dmin, red.lsum
 
 
 def _nearest_shard(shard, Y, k, c, offset):
-    ki, kd = k_nearest_squared(shard.at_scale(c), Y, min(k, shard.prep.n))
+    ki, kd = k_nearest_squared(shard.at_scale(c), kernel_array(Y), min(k, shard.prep.n))
     return np.where(ki < 0, ki, ki + offset), kd
 
 

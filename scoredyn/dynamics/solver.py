@@ -19,7 +19,7 @@ reported in the result, never raised.
 """
 import numpy as np
 
-from .._validation import as_scalar
+from .._validation import as_scalar, kernel_array
 from ..backend import is_cupy, like, to_host
 from .engines import STATUS_MESSAGES, Problem, SolveResult, choose  # noqa: F401 (re-exported)
 from ..fields.base import ScoreField
@@ -91,7 +91,7 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delt
         delta = as_scalar(delta, "delta", low=0.0, low_inclusive=False)
     if s_star is not None:
         s_star = as_scalar(s_star, "s_star")
-    return np.ascontiguousarray(y0, dtype=np.float64), span, meth, h, rtol, atol, save, delta, s_star
+    return kernel_array(y0), span, meth, h, rtol, atol, save, delta, s_star
 
 
 def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,

@@ -236,14 +236,28 @@ class GaussianMixture(ScoreField):
             z = np.sum(w * w * f, axis=1) * inv
             return (self._logpi[k] - 0.5 * z - 0.5 * np.log1p(t).sum(axis=1),
                     -(w * f) @ V.T)
-        t = (alpha * alpha * inv)[:, None] * self.variances[k]
-        f = 1.0 / (1.0 + t)                                  # sigma^2 / Delta, in (0, 1]
-        z = np.sum(u * u * f, axis=1) * inv
-        logdet = np.log1p(t).sum(axis=1)
-        r = -u * f
+        group, pairs = _groups(sigma, alpha)
+        if len(pairs) <= GROUPED_LOGDET:
+            # a few (sigma, alpha) pairs: the factors f = sigma^2 / Delta are (d,) vectors
+            z = np.empty(x.shape[0])
+            logdet = np.empty(x.shape[0])
+            r = np.empty_like(x)
+            for g, (s, a_g) in enumerate(pairs):
+                rows = group == g
+                t = (a_g * a_g / s / s) * self.variances[k]
+                f = 1.0 / (1.0 + t)
+                ug = u[rows]
+                z[rows] = ((ug * ug) @ f) / (s * s)
+                logdet[rows] = np.log1p(t).sum()
+                r[rows] = -ug * f
+        else:
+            t = (alpha * alpha * inv)[:, None] * self.variances[k]
+            f = 1.0 / (1.0 + t)                              # sigma^2 / Delta, in (0, 1]
+            z = np.sum(u * u * f, axis=1) * inv
+            logdet = np.log1p(t).sum(axis=1)
+            r = -u * f
         if self.factors is not None:
             U = self.factors[k]
-            group, pairs = _groups(sigma, alpha)
             for g, (s, a_g) in enumerate(pairs):
                 rows = group == g
                 fg = 1.0 / (1.0 + (a_g * a_g / s / s) * self.variances[k])    # (d,)

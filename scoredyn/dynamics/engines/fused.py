@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..._validation import kernel_array
 from ...coldstart import compiling
 from ...kernels import trajectory as tr
 from .base import Engine, SolveResult, messages
@@ -110,7 +111,7 @@ class KernelProblem:
         cfg[tr.CFG_S_STAR] = problem.s_star if problem.s_star is not None else np.inf
 
         def f64(a):
-            return np.ascontiguousarray(a, dtype=np.float64)
+            return kernel_array(a)
         return cls(y0=problem.y0, grid=grid, save_slot=slot, seg_steps=seg_steps, A=f64(A),
                    B=f64(B), E=f64(E), Ef=f64(Ef), C=f64(c), Berr=f64(berr), P=f64(P), cfg=cfg,
                    n_save=problem.save.size)
