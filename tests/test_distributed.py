@@ -1,6 +1,10 @@
 """scoredyn.distributed on a real Dask LocalCluster (2 worker processes, 1 thread each).
 
 No mocks: a real scheduler and real workers, started and closed by the fixtures.
+
+The single-process references are computed on a worker (:func:`on_worker`): numba's cached
+object code and a kernel freshly compiled in this process may differ in the last bit (see
+``scoredyn.distributed.ensemble``), and the workers run the cached code.
 """
 import functools
 import os
@@ -20,6 +24,16 @@ from scoredyn.kernels.config import TILE_N  # noqa: E402
 pytestmark = pytest.mark.distributed
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_cache():
+    """Every kernel in numba's on-disk cache before a worker starts, so that every worker
+    loads the same compiled code rather than compiling its own (``scoredyn compile``)."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "scoredyn.apps.cli", "compile", "--no-progress"],
+                   check=True, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -28,6 +42,11 @@ def client():
     yield c
     c.close()
     cluster.close()
+
+
+def on_worker(client, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` run on a worker: the compiled code the chunks run."""
+    return client.submit(fn, *args, pure=False, **kwargs).result()
 
 
 def _problem(q=600, n=20, d=2, seed=0):
@@ -41,7 +60,8 @@ def _problem(q=600, n=20, d=2, seed=0):
 @pytest.mark.parametrize("chunk_size", [97, 250])
 def test_ensemble_equals_single_process_bit_for_bit(client, method, chunk_size):
     field, y0 = _problem()
-    ref = sd.solve(field, y0, (0.0, 12.0), method=method, rtol=1e-8, atol=1e-10)
+    ref = on_worker(client, sd.solve, field, y0, (0.0, 12.0), method=method, rtol=1e-8,
+                    atol=1e-10)
     res = sdd.solve(field, y0, (0.0, 12.0), client=client, chunk_size=chunk_size, method=method,
                     rtol=1e-8, atol=1e-10, progress=False)
     assert res.engine == ref.engine
@@ -54,7 +74,7 @@ def test_ensemble_equals_single_process_bit_for_bit(client, method, chunk_size):
 def test_ensemble_with_every_diagnostic_and_a_store(client, tmp_path):
     field, y0 = _problem(q=300)
     kw = dict(method="dopri5", recentre=True, delta=0.05, s_star=2.0, save_at=[1.0, 4.0])
-    ref = sd.solve(field, y0, (0.0, 10.0), **kw)
+    ref = on_worker(client, sd.solve, field, y0, (0.0, 10.0), **kw)
     store = tmp_path / "run"
     stored = sdd.solve(field, y0, (0.0, 10.0), client=client, chunk_size=64, store=store,
                        progress=False, **kw)
@@ -80,12 +100,12 @@ def test_a_killed_worker_changes_nothing(tmp_path):
     """Kill one worker process while chunks are running: Dask reruns its tasks, and the
     gathered result is still the single-process one (nothing lost, nothing counted twice)."""
     field, y0 = _problem(q=3000, n=200, seed=3)
-    ref = sd.solve(field, y0, (0.0, 12.0), method="dopri5", rtol=1e-9, atol=1e-11)
     store = tmp_path / "killed"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
-        c.submit(sd.solve, field, y0[:8], (0.0, 1.0)).result()      # warm the workers
+        ref = on_worker(c, sd.solve, field, y0, (0.0, 12.0), method="dopri5", rtol=1e-9,
+                        atol=1e-11)
         victim = list(c.run(os.getpid).values())[0]
         killed = threading.Event()
 
@@ -181,11 +201,11 @@ def test_sharded_nearest_and_metrics_are_exact(sharded, tmp_path, client):
     X, S = sharded
     Y = np.concatenate([X[:40] + 1e-7, np.random.default_rng(9).standard_normal((200, 3))])
     i1, d1 = sd.memorization.nearest_training_points(Y, S, k=5)
-    i2, d2 = sd.memorization.nearest_training_points(Y, X, k=5)
+    i2, d2 = on_worker(client, sd.memorization.nearest_training_points, Y, X, k=5)
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_array_equal(d1, d2)
     for metric in (sd.memorization.memorization_ratio, sd.memorization.knn_distance):
-        a, b = metric(Y, S, rng=0), metric(Y, X, rng=0)
+        a, b = metric(Y, S, rng=0), on_worker(client, metric, Y, X, rng=0)
         assert (a.value, a.ci_low, a.ci_high) == (b.value, b.ci_low, b.ci_high)
     # shards loaded by the workers themselves, from files
     paths = []

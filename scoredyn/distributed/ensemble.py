@@ -4,7 +4,14 @@ Each trajectory has its own step size, acceptance and status, so a chunk's
 trajectories take exactly the steps they take in a single solve: the gathered
 result equals :func:`scoredyn.solve` on the whole batch bit for bit, for any
 chunking, provided every chunk runs on the same engine — the engine is chosen
-once, for the whole batch, on the client.
+once, for the whole batch, on the client — and the same compiled code.
+
+The compiled code: numba keeps compiled kernels in an on-disk cache, and a kernel a
+process compiled itself can differ in the last bit from the same kernel loaded from
+the cache by another process (measured here: up to 1 ulp in a few percent of the
+entries of a posterior mean).  Workers that start with a warm cache all load the same
+code; run ``scoredyn compile`` once on each machine (a shared cache directory,
+``NUMBA_CACHE_DIR``, serves a whole cluster) before starting the workers.
 """
 import json
 import os
