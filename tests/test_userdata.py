@@ -70,6 +70,7 @@ def _write(tmp_path, name, content):
     ("d.npy", np.ones((3, 2)), "a", "--key applies to .npz archives"),
     ("d.json", "{}", None, "unknown format '.json'"),
     ("broken.npy", "not numpy", None, "could not be read"),
+    ("one.npy", np.ones((3, 2)), None, "holds 1 distinct point(s)"),
 ])
 def test_bad_data_files_are_named(tmp_path, capsys, name, content, key, message):
     path = str(tmp_path / name) if content is None else _write(tmp_path, name, content)

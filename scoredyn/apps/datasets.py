@@ -158,7 +158,11 @@ def prepare(X):
         drop = close & (idx[:, 1] < np.arange(len(U)))
         near += int(drop.sum())
         U = U[~drop]
-    spread = float(np.sqrt(np.mean(np.sum((U - U.mean(0)) ** 2, axis=1)))) if len(U) > 1 else radius
+    if len(U) < 2:
+        raise ValueError(f"--data holds {len(U)} distinct point(s) after merging duplicates "
+                         f"and points closer than {NEAR_DUPLICATE:g} R; the claims need at "
+                         f"least 2.")
+    spread = float(np.sqrt(np.mean(np.sum((U - U.mean(0)) ** 2, axis=1))))
     scale = 1.0 if spread == 0 else float(2.0 ** -np.round(np.log2(spread)))
     report = DataReport(n, d, len(U), duplicates, near, radius, separation, scale)
     return U * scale, report
