@@ -180,3 +180,88 @@ by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`
             for j in range(d):
                 res[q, j] = acc[j] / l
             lse[q] = m + np.log(l)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+def mixture_lowrank(Y, group, AM, F, U, Minv, base, inv, a2, res, lse):
+    """Low-rank plus diagonal components, ``S_k = U_k U_k^T + diag(v_k)``, by Woodbury.
+
+    With ``Delta = a^2 diag(v) + sigma^2 I``, ``f = sigma^2 / Delta`` (in (0, 1]) and
+    ``M = I_r + a^2 U^T Delta^{-1} U``: ``t = U^T Delta^{-1} u`` (one pass over d, r sums),
+    ``u^T C^{-1} u = sum_j u_j^2 f_j / sigma^2 - a^2 t^T M^{-1} t`` and
+    ``-sigma^2 C^{-1} u = f * (-u + a^2 U M^{-1} t)``; the caller forms ``M^{-1}`` and the
+    log-determinants once per (a, sigma) group.  A component whose weight underflows
+    (logit more than 750 below the running maximum) skips its residual pass: its weight is
+    0 in float64.
+
+    Parameters
+    ----------
+    Y : (Q, d) float64
+    group : (Q,) int64
+    AM, F : (G, K, d) float64
+        ``a mu_k`` and ``f_k`` per group.
+    U : (K, d, r) float64
+    Minv : (G, K, r, r) float64
+    base : (G, K) float64
+        ``log pi_k - 1/2 (sum_j log1p(a^2 v_kj / sigma^2) + log det M_k)``.
+    inv, a2 : (G,) float64
+        ``1 / sigma^2`` and ``a^2`` per group.
+    res : (Q, d) float64, out
+    lse : (Q,) float64, out
+    """
+    q_total, d = Y.shape
+    k_total, _, r = U.shape
+    nchunks = (q_total + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        acc = np.empty(d)
+        t = np.empty(r)
+        s = np.empty(r)
+        for q in range(c * _CHUNK, min((c + 1) * _CHUNK, q_total)):
+            g = group[q]
+            iv = inv[g]
+            m = -np.inf
+            l = 0.0
+            for j in range(d):
+                acc[j] = 0.0
+            for k in range(k_total):
+                for p in range(r):
+                    t[p] = 0.0
+                zd = 0.0
+                for j in range(d):
+                    u = Y[q, j] - AM[g, k, j]
+                    v = u * F[g, k, j]
+                    zd += u * v
+                    for p in range(r):
+                        t[p] += U[k, j, p] * v
+                corr = 0.0
+                for p in range(r):
+                    t[p] *= iv
+                for p in range(r):
+                    sp = 0.0
+                    for p2 in range(r):
+                        sp += Minv[g, k, p, p2] * t[p2]
+                    s[p] = sp
+                    corr += t[p] * sp
+                z = max(zd * iv - a2[g] * corr, 0.0)
+                logit = base[g, k] - 0.5 * z
+                if logit == -np.inf:
+                    continue
+                if logit > m:
+                    if l > 0.0:
+                        scale = exp_nonpos(m - logit)
+                        l *= scale
+                        for j in range(d):
+                            acc[j] *= scale
+                    m = logit
+                if logit - m < -750.0:
+                    continue
+                w = exp_nonpos(logit - m)
+                l += w
+                for j in range(d):
+                    us = 0.0
+                    for p in range(r):
+                        us += U[k, j, p] * s[p]
+                    acc[j] += w * F[g, k, j] * (a2[g] * us - (Y[q, j] - AM[g, k, j]))
+            for j in range(d):
+                res[q, j] = acc[j] / l
+            lse[q] = m + np.log(l)

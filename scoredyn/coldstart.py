@@ -113,6 +113,8 @@ def warm(*, progress=True):
         gm.denoise(Y, 0.5)                                   # component-major kernel
         y = np.repeat(Y, 4, axis=0)
         gm.denoise(y, np.linspace(0.1, 1.0, 20))             # per-query times
+        sd.GaussianMixture(X, np.full((30, 2), 0.1),
+                           factors=np.ones((30, 2, 1))).denoise(Y, 0.5)   # low rank
 
     groups = [("fields", fields), ("Gaussian mixtures", mixture),
               ("voronoi and nearest neighbours", geometry),

@@ -18,9 +18,10 @@ Four covariance forms, each in memory that scales:
 ``full``           any PSD ``S_k``            ``covariances`` (K, d, d): small d
 =================  ========================  ============================================
 
-Isotropic and diagonal mixtures run on a compiled streaming kernel
-(:mod:`scoredyn.kernels.mixture`): one pass over the components per query with an online
-softmax of their log-densities, O((Q + K) d) memory.  Low-rank and full forms stream over
+Isotropic, diagonal and (for queries sharing a few noise levels, as in a denoiser call)
+low-rank mixtures run on compiled streaming kernels (:mod:`scoredyn.kernels.mixture`): one
+pass over the components per query with an online softmax of their log-densities,
+O((Q + K) d) memory.  The full form, and the low-rank form at per-query times, stream over
 the components in numpy (the Woodbury identity for the low-rank form:
 ``C^{-1} = Delta^{-1} - alpha^2 Delta^{-1} U M^{-1} U^T Delta^{-1}``,
 ``M = I_r + alpha^2 U^T Delta^{-1} U``, ``Delta = alpha^2 diag(v) + sigma^2 I``, and
@@ -58,8 +59,8 @@ class GaussianMixture(ScoreField):
     factors : (K, d, r) array_like, optional
         Low-rank factors ``U_k``: ``S_k = U_k U_k^T + diag(v_k)``, ``r <= d``.
     backend : {None, "auto", "numba", "numpy"}
-        Isotropic and diagonal mixtures: the compiled kernel ("numba", the default)
-        or the numpy stream; the other forms always stream in numpy.
+        The compiled kernels ("numba", the default: isotropic, diagonal and low-rank) or
+        the numpy stream (the full form always streams in numpy).
 
     Notes
     -----
@@ -184,6 +185,10 @@ class GaussianMixture(ScoreField):
         the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
         if self.covariance_type in ("isotropic", "diagonal") and self.backend == "numba":
             return self._reduce_kernel(x, sigma, alpha)
+        if self.covariance_type == "low-rank" and self.backend == "numba":
+            group, pairs = _groups(sigma, alpha)
+            if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
+                return self._reduce_lowrank(x, group, pairs)
         state = _Softmax(x.shape)
         for k in range(self.n_components):
             if self._logpi[k] > -np.inf:
@@ -221,6 +226,36 @@ class GaussianMixture(ScoreField):
         with compiling("Gaussian mixture", mixture_diag):
             mixture_diag(np.ascontiguousarray(x), alpha, sigma, group, self.means,
                          self.variances, self._logpi, logdet, res, lse)
+        return res, lse
+
+    def _reduce_lowrank(self, x, group, pairs):
+        """Low-rank components on :func:`scoredyn.kernels.mixture.mixture_lowrank`."""
+        from ..coldstart import compiling
+        from ..kernels.mixture import mixture_lowrank
+        k, d = self.variances.shape
+        U = self.factors
+        r = U.shape[2]
+        G = len(pairs)
+        AM, F = np.empty((G, k, d)), np.empty((G, k, d))
+        Minv, base = np.empty((G, k, r, r)), np.empty((G, k))
+        for g, (s, a) in enumerate(pairs):
+            t = (a * a / s / s) * self.variances
+            F[g] = 1.0 / (1.0 + t)
+            AM[g] = a * self.means
+            # M = I + a^2 U^T Delta^{-1} U, Delta^{-1} = f / sigma^2
+            M = np.eye(r) + (a * a / s / s) * np.einsum("kjp,kj,kjq->kpq", U, F[g], U)
+            L = np.linalg.cholesky(M)
+            Linv = np.linalg.inv(L)
+            Minv[g] = np.swapaxes(Linv, 1, 2) @ Linv
+            base[g] = self._logpi - 0.5 * (np.log1p(t).sum(axis=1)
+                                           + 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1))
+        inv = np.array([1.0 / (s * s) for s, _ in pairs])
+        a2 = np.array([a * a for _, a in pairs])
+        res = np.empty_like(x)
+        lse = np.empty(x.shape[0])
+        with compiling("Gaussian mixture (low rank)", mixture_lowrank):
+            mixture_lowrank(np.ascontiguousarray(x), group, AM, F, U, Minv, base, inv, a2,
+                            res, lse)
         return res, lse
 
     def _component(self, k, x, sigma, alpha):
