@@ -1,6 +1,8 @@
 """The command line: `scoredyn verify` (the main job) and `scoredyn bench` run and report."""
 import json
 
+import pytest
+
 from scoredyn.apps import cli
 
 
@@ -69,3 +71,22 @@ def test_mixture_bench_at_toy_size(monkeypatch, tmp_path):
     rows = json.loads(out.read_text())["mixture"]
     assert [r["form"] for r in rows] == ["isotropic", "diagonal", "low-rank"]
     assert all(r["max_difference"] < 1e-12 for r in rows)
+
+
+def test_figures_in_parallel_processes(tmp_path, capsys):
+    """Independent figures in two fresh processes: every file written, listed in figure
+    order."""
+    out = tmp_path / "figs"
+    assert cli.main(["figures", "--quick", "--only", "fig02", "fig07", "--out", str(out),
+                     "--jobs", "2", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    for name in ("fig02_weights", "fig07_score_time"):
+        assert (out / f"{name}.png").exists()
+    assert text.index("fig02_weights.png") < text.index("fig07_score_time.png")
+
+
+def test_store_needs_a_cluster(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--quick", "--store", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--store keeps the claims' results of a cluster run" in capsys.readouterr().err

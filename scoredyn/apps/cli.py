@@ -174,6 +174,10 @@ def _verify(args):
             print(line)
     elif getattr(args, "key", None) is not None:
         _fail(args, "--key names an array of the --data archive; give --data too")
+    if getattr(args, "store", None) is not None and args.scheduler is None \
+            and args.workers is None and getattr(args, "client", None) is None:
+        _fail(args, "--store keeps the claims' results of a cluster run; give --scheduler or "
+                    "--workers too")
     with _Cluster(args) as client:
         results = verify.run(quick=args.quick, rng=args.seed, progress=not args.no_progress,
                              data=data, client=client, store=getattr(args, "store", None))
@@ -217,13 +221,56 @@ def _figures(args):
             for r in done.results:
                 written.extend(r["files"])
         else:
-            from tqdm.auto import tqdm
-            for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress):
-                written.extend(figure_task(name, args.out, args.seed, args.quick)["files"])
+            jobs = min(args.jobs or os.cpu_count() or 1, len(names))
+            files = (_figures_in_processes(names, args, jobs) if jobs > 1 else
+                     _figures_here(names, args))
+            for name in names:
+                written.extend(files[name])
     print(f"wrote {len(written)} files to {args.out}:")
     for path in written:
         print(f"  {path}")
     return 0
+
+
+#: the slowest figures first, so that parallel processes finish together
+_SLOW_FIRST = ("fig14_network_memorization", "fig08_rates_at_scale", "fig15_trained_vs_optimal",
+               "fig09_boundary_fraction", "fig12_early_stopping", "fig16_digits")
+
+
+def _figures_here(names, args):
+    from tqdm.auto import tqdm
+    return {name: figure_task(name, args.out, args.seed, args.quick)["files"]
+            for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress)}
+
+
+def _limit_threads(threads):
+    """Worker-process initializer: the cores shared out between the figure processes (set
+    before numba or BLAS load in the fresh process)."""
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _figures_in_processes(names, args, jobs):
+    """Independent figures in ``jobs`` fresh processes (the cores shared out between them)."""
+    import concurrent.futures
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+    order = sorted(names, key=lambda n: _SLOW_FIRST.index(n) if n in _SLOW_FIRST
+                   else len(_SLOW_FIRST))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    files = {}
+    with concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_limit_threads, initargs=(threads,)) as pool, \
+            tqdm(total=len(names), desc=f"figures ({jobs} processes)", unit="fig",
+                 disable=args.no_progress) as bar:
+        futures = {pool.submit(figure_task, n, args.out, args.seed, args.quick): n for n in order}
+        for fut in concurrent.futures.as_completed(futures):
+            files[futures[fut]] = fut.result()["files"]
+            bar.update()
+    return files
 
 
 def _select(wanted, names):
@@ -313,6 +360,8 @@ def build_parser():
     f.add_argument("--list", action="store_true", help="list the figures and exit")
     f.add_argument("--seed", type=_count(0), default=0)
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--jobs", type=_count(1), metavar="N",
+                   help="figures made at once in separate processes (default: one per core)")
     _cluster_options(f)
     f.set_defaults(func=_figures)
     c = sub.add_parser("compile", help="compile every CPU kernel now (numba's on-disk cache), "
@@ -326,6 +375,8 @@ def build_parser():
     r.add_argument("--json", metavar="PATH", type=_output_file,
                    help="verification results as JSON")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--jobs", type=_count(1), metavar="N",
+                   help="figures made at once in separate processes (default: one per core)")
     _cluster_options(r, store=True)
     r.set_defaults(func=_run)
     return parser
