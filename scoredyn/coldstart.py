@@ -31,7 +31,9 @@ _said = set()
 _lock = threading.Lock()
 
 
-def _say(what):
+def _say(what, dispatchers=()):
+    if dispatchers and all(getattr(d, "signatures", True) for d in dispatchers):
+        return              # compiled (or loaded from the cache) by now: the block is running
     with _lock:
         if what in _said:
             return
@@ -55,7 +57,7 @@ def compiling(what, *dispatchers):
     if what in _said or all(getattr(d, "signatures", True) for d in dispatchers):
         yield
         return
-    timer = threading.Timer(NOTICE_AFTER_S, _say, (what,))
+    timer = threading.Timer(NOTICE_AFTER_S, _say, (what, dispatchers))
     timer.daemon = True
     timer.start()
     try:

@@ -78,6 +78,20 @@ def test_a_slow_first_compile_is_announced_once(monkeypatch):
     assert err.getvalue().count("scoredyn: compiling the test kernels on first use") == 1
 
 
+def test_a_long_run_after_loading_is_not_announced(monkeypatch):
+    """A kernel that loaded from the cache quickly and then runs for long (a big problem in
+    a fresh process) is not announced as compiling."""
+    monkeypatch.setattr(coldstart, "NOTICE_AFTER_S", 0.05)
+    monkeypatch.setattr(coldstart, "_said", set())
+    kernel = _Uncompiled()
+    err = io.StringIO()
+    with redirect_stderr(err):
+        with coldstart.compiling("test", kernel):
+            kernel.signatures = ["(float64[:],)"]           # loaded: now it only runs
+            time.sleep(0.3)
+    assert err.getvalue() == ""
+
+
 def test_a_compiled_kernel_is_not_announced(monkeypatch):
     class Compiled:
         signatures = [("int64",)]
