@@ -300,6 +300,7 @@ def test_figures_as_tasks_resume(tmp_path, capsys):
     (["figures", "--workers", "1", "--scheduler", "tcp://127.0.0.1:9"],
      "give either --scheduler or --workers"),
     (["verify", "--workers", "0"], "--workers: must be an integer >= 1"),
+    (["figures", "--scheduler", " "], "The scheduler address is empty"),
 ])
 def test_cluster_flags_bad_input(argv, message, capsys, monkeypatch):
     from scoredyn.distributed import cluster

@@ -48,6 +48,9 @@ def connect(client=None, *, workers=None, timeout=None):
         raise TypeError(f"`client` must be a distributed.Client or a scheduler address "
                         f"(str); got {type(client).__name__}.")
     if isinstance(client, str):
+        if not client.strip():
+            raise ConnectionError("The scheduler address is empty; give one such as "
+                                  "tcp://HOST:8786 (or `workers=N` for a local cluster).")
         if workers is not None:
             raise ValueError("Give either `client` (a scheduler address) or `workers`, not both.")
         try:
