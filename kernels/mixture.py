@@ -28,6 +28,21 @@ from .mathfn import exp_nonpos
 _CHUNK = 16
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def raise_max(acc, l, m, new_max):
+    """The online softmax's rescale: the running sum ``l`` and the weighted residual ``acc``
+    (kept relative to the running maximum logit ``m``) brought to ``new_max > m``.
+
+    Returns ``(l, new_max)``; ``acc`` is scaled in place.
+    """
+    if l > 0.0:
+        scale = exp_nonpos(m - new_max)
+        l *= scale
+        for j in range(acc.shape[0]):
+            acc[j] *= scale
+    return l, new_max
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def mixture_diag(Y, alpha, sigma, group, means, var, logpi, logdet, res, lse):
     """Responsibility-weighted residual and log-sum-exp of the logits, per query.
@@ -83,13 +98,8 @@ def mixture_diag(Y, alpha, sigma, group, means, var, logpi, logdet, res, lse):
                 if logit == -np.inf:           # beyond float64 (z overflowed): weight 0
                     continue
                 if logit > m:
-                    if l > 0.0:
-                        scale = np.exp(m - logit)
-                        l *= scale
-                        for j in range(d):
-                            acc[j] *= scale
-                    m = logit
-                w = np.exp(logit - m)
+                    l, m = raise_max(acc, l, m, logit)
+                w = exp_nonpos(logit - m)
                 l += w
                 for j in range(d):
                     acc[j] += w * r[j]
@@ -157,12 +167,7 @@ by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`
                 if tmax == -np.inf:
                     continue
                 if tmax > m:
-                    if l > 0.0:
-                        scale = np.exp(m - tmax)
-                        l *= scale
-                        for j in range(d):
-                            acc[j] *= scale
-                    m = tmax
+                    l, m = raise_max(acc, l, m, tmax)
                 s = 0.0
                 for kk in range(nt):
                     w = exp_nonpos(z[kk] - m)          # vectorised; <= 1 ulp
@@ -247,12 +252,7 @@ def mixture_lowrank(Y, group, AM, F, U, Minv, base, inv, a2, res, lse):
                 if logit == -np.inf:
                     continue
                 if logit > m:
-                    if l > 0.0:
-                        scale = exp_nonpos(m - logit)
-                        l *= scale
-                        for j in range(d):
-                            acc[j] *= scale
-                    m = logit
+                    l, m = raise_max(acc, l, m, logit)
                 if logit - m < -750.0:
                     continue
                 w = exp_nonpos(logit - m)
