@@ -66,6 +66,16 @@ def compiling(what, *dispatchers):
         timer.cancel()
 
 
+def warm_elsewhere():
+    """:func:`warm` in a fresh interpreter: every kernel into numba's on-disk cache while this
+    process compiles nothing, so that it and any worker started later all load the same
+    compiled code (a kernel compiled in-process can differ from the cached one in the last
+    bit; see :mod:`scoredyn.distributed.ensemble`)."""
+    import subprocess
+    subprocess.run([sys.executable, "-m", "scoredyn.apps.cli", "compile", "--no-progress"],
+                   check=True, capture_output=True)
+
+
 def warm(*, progress=True):
     """Compile (or load from the cache) every CPU kernel by running tiny problems.
 

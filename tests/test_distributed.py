@@ -28,10 +28,8 @@ pytestmark = pytest.mark.distributed
 def warm_cache():
     """Every kernel in numba's on-disk cache before a worker starts, so that every worker
     loads the same compiled code rather than compiling its own (``scoredyn compile``)."""
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-m", "scoredyn.apps.cli", "compile", "--no-progress"],
-                   check=True, capture_output=True)
+    from scoredyn.coldstart import warm_elsewhere
+    warm_elsewhere()
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,7 @@ def posterior_reduce_numpy(prep, Y, alpha, sigma, *, want_top2=False):
         diff = Y[b, None, :] - alpha[b, None, None] * X[None, :, :]
         dist = np.einsum("qnk,qnk->qn", diff, diff)
         dmin[b] = dist.min(axis=1)
-        w = _relative_weight(dist, dmin[b, None], inv2s2[b, None])
+        w = relative_weight(dist, dmin[b, None], inv2s2[b, None])
         lsum[b] = w.sum(axis=1)
         mean[b] = (w @ X) / lsum[b, None]
         if want_top2:
@@ -233,8 +233,8 @@ def _merge_pieces(pieces, inv2s2):
     acc, dmin, lsum, i1, d1, i2, d2 = (np.array(a, copy=True) for a in pieces[0])
     for acc_b, dmin_b, lsum_b, i1_b, d1_b, i2_b, d2_b in pieces[1:]:
         m = np.minimum(dmin, dmin_b)
-        fa = _relative_weight(dmin, m, inv2s2)
-        fb = _relative_weight(dmin_b, m, inv2s2)
+        fa = relative_weight(dmin, m, inv2s2)
+        fb = relative_weight(dmin_b, m, inv2s2)
         acc = acc * fa[:, None] + acc_b * fb[:, None]
         lsum = lsum * fa + lsum_b * fb
         dmin = m
@@ -247,7 +247,7 @@ def _merge_pieces(pieces, inv2s2):
     return acc, dmin, lsum, i1, d1, i2, d2
 
 
-def _relative_weight(dist, dmin, inv2s2):
+def relative_weight(dist, dmin, inv2s2):
     """Vectorised ``exp(-(dist - dmin) inv2s2)`` with 1 at ``dist == dmin``."""
     delta = dist - dmin
     with np.errstate(invalid="ignore", over="ignore"):

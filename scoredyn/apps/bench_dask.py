@@ -55,12 +55,9 @@ def dask_benchmark(quick=False, rng=0, echo=print):
     import scoredyn as sd
     from scoredyn import distributed as sdd
     sizes = QUICK if quick else FULL
-    # every kernel into numba's cache first, in another process: this process and the
-    # workers then all load the same compiled code (the results are compared bit for bit)
-    import subprocess
-    import sys
-    subprocess.run([sys.executable, "-m", "scoredyn.apps.cli", "compile", "--no-progress"],
-                   check=True, capture_output=True)
+    # this process and the workers all load the same compiled code (compared bit for bit)
+    from ..coldstart import warm_elsewhere
+    warm_elsewhere()
     field, y0 = _ensemble(sizes, rng)
     X, Y = _audit(sizes, rng)
     kw = dict(method="dopri5", rtol=1e-6, atol=1e-9)

@@ -19,7 +19,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..dynamics.engines import Problem, SolveResult, choose
+from ..dynamics.engines import SolveResult, choose
 from ..dynamics.engines.base import messages
 from .cluster import as_chunk_size, data_in_graph, gather_in_order, session
 
@@ -89,21 +89,10 @@ def solve(field, y0, s_span, *, client=None, workers=None, chunk_size=CHUNK_SIZE
 
 def _engine_for(field, y0, s_span, options):
     """The engine :func:`scoredyn.solve` would choose for the whole batch (by name)."""
-    from ..dynamics.solver import _validate
-    keys = ("method", "h", "rtol", "atol", "save_at", "max_steps", "delta", "s_star")
-    defaults = dict(method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,
-                    max_steps=100_000, delta=None, s_star=None)
-    unknown = set(options) - set(keys) - {"recentre", "label", "backend", "engine"}
-    if unknown:
-        raise TypeError(f"solve() got unexpected keyword argument(s) {sorted(unknown)}.")
-    kw = {k: options.get(k, defaults[k]) for k in keys}
-    y0v, span, meth, h, rtol, atol, save, delta, s_star = _validate(
-        field, np.asarray(y0), s_span, kw["method"], kw["h"], kw["rtol"], kw["atol"],
-        kw["save_at"], kw["max_steps"], kw["delta"], kw["s_star"])
-    problem = Problem(field=field, y0=y0v, span=span, method=meth, h=h, rtol=rtol, atol=atol,
-                      save=save, max_steps=int(kw["max_steps"]), label=options.get("label"),
-                      recentre=bool(options.get("recentre", False)), delta=delta, s_star=s_star)
-    return choose(problem, options.get("engine"), options.get("backend")).name
+    from ..dynamics.solver import problem
+    kw = {k: v for k, v in options.items() if k not in ("engine", "backend")}
+    p = problem(field, y0, s_span, **kw)
+    return choose(p, options.get("engine"), options.get("backend")).name
 
 
 def _hold(value):

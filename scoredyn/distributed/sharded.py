@@ -31,7 +31,7 @@ differences, so the sharded answer equals the single-process one bit for bit.
 import numpy as np
 
 from .._host.knn import k_nearest_squared, merge_nearest
-from .._host.reduce import PreparedData, Reduction, posterior_reduce
+from .._host.reduce import PreparedData, Reduction, posterior_reduce, relative_weight
 from .._validation import as_data, kernel_array, length_scale
 from ..fields.base import ScoreField, array_io
 from .cluster import connect, data_in_graph, gather_in_order
@@ -76,13 +76,6 @@ def _nearest_shard(shard, Y, k, c, offset):
     return np.where(ki < 0, ki, ki + offset), kd
 
 
-def _relative(dm, m, inv):
-    """``exp(-(dm - m) inv)``, exactly 1 where ``dm == m`` (for every inv, inf included)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        z = np.where(dm == m, 0.0, (dm - m) * inv)
-    return np.exp(-z)
-
-
 def merge_reductions(states, inv2s2):
     """Merge per-shard ``(mean, dmin, lsum)`` states, in the given order.
 
@@ -92,7 +85,7 @@ def merge_reductions(states, inv2s2):
     acc = mean * l[:, None]
     for mean_j, m_j, l_j in states[1:]:
         m_new = np.minimum(m, m_j)
-        f, f_j = _relative(m, m_new, inv2s2), _relative(m_j, m_new, inv2s2)
+        f, f_j = relative_weight(m, m_new, inv2s2), relative_weight(m_j, m_new, inv2s2)
         acc = acc * f[:, None] + mean_j * (l_j * f_j)[:, None]
         l = l * f + l_j * f_j
         m = m_new

@@ -156,13 +156,20 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
     -------
     SolveResult
     """
-    y0_in = y0
+    p = problem(field, y0, s_span, method=method, h=h, rtol=rtol, atol=atol, save_at=save_at,
+                recentre=recentre, delta=delta, s_star=s_star, max_steps=max_steps, label=label)
+    return _like(choose(p, engine, backend).run(p), y0)
+
+
+def problem(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, save_at=None,
+            recentre=False, delta=None, s_star=None, max_steps=100_000, label=None):
+    """The validated, frozen :class:`~scoredyn.dynamics.engines.Problem` that :func:`solve`
+    hands its engine (arguments as in :func:`solve`; host arrays)."""
     y0, span, meth, h, rtol, atol, save, delta, s_star = _validate(
         field, to_host(y0), s_span, method, h, rtol, atol, save_at, max_steps, delta, s_star)
-    problem = Problem(field=field, y0=y0, span=span, method=meth, h=h, rtol=rtol, atol=atol,
-                      save=save, max_steps=int(max_steps), label=label, recentre=bool(recentre),
-                      delta=delta, s_star=s_star)
-    return _like(choose(problem, engine, backend).run(problem), y0_in)
+    return Problem(field=field, y0=y0, span=span, method=meth, h=h, rtol=rtol, atol=atol,
+                   save=save, max_steps=int(max_steps), label=label, recentre=bool(recentre),
+                   delta=delta, s_star=s_star)
 
 
 def _like(res, reference):

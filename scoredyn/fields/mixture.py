@@ -183,22 +183,23 @@ class GaussianMixture(ScoreField):
     def _reduce(self, x, sigma, alpha):
         """``(residual (Q, d), lse (Q,))``: ``alpha D - x`` and ``logsumexp_k logit_k``, where
         the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
+        groups = _groups(sigma, alpha)
         if self.covariance_type in ("isotropic", "diagonal") and self.backend == "numba":
-            return self._reduce_kernel(x, sigma, alpha)
+            return self._reduce_kernel(x, sigma, alpha, groups)
         if self.covariance_type == "low-rank" and self.backend == "numba":
-            group, pairs = _groups(sigma, alpha)
+            pairs = groups[1]
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
-                return self._reduce_lowrank(x, group, pairs)
+                return self._reduce_lowrank(x, *groups)
         state = _Softmax(x.shape)
         for k in range(self.n_components):
             if self._logpi[k] > -np.inf:
-                state.add(*self._component(k, x, sigma, alpha))
+                state.add(*self._component(k, x, sigma, alpha, groups))
         return state.result()
 
-    def _reduce_kernel(self, x, sigma, alpha):
+    def _reduce_kernel(self, x, sigma, alpha, groups):
         from ..coldstart import compiling
         from ..kernels.mixture import mixture_diag, mixture_diag_tiled
-        group, pairs = _groups(sigma, alpha)
+        group, pairs = groups
         k, d = self.variances.shape
         if len(pairs) <= GROUPED_LOGDET and len(pairs) * k * d <= TILED_ENTRIES:
             # few (sigma, alpha) pairs (a denoiser call): component-major tiles
@@ -258,8 +259,9 @@ class GaussianMixture(ScoreField):
                             res, lse)
         return res, lse
 
-    def _component(self, k, x, sigma, alpha):
-        """``(logit_k (Q,), r_k (Q, d))`` of one component, ``r_k = -sigma^2 C_k^{-1} u_k``."""
+    def _component(self, k, x, sigma, alpha, groups):
+        """``(logit_k (Q,), r_k (Q, d))`` of one component, ``r_k = -sigma^2 C_k^{-1} u_k``;
+        ``groups`` is :func:`_groups` of (sigma, alpha)."""
         a = alpha[:, None]
         inv = 1.0 / (sigma * sigma)
         u = x - a * self.means[k]
@@ -271,7 +273,7 @@ class GaussianMixture(ScoreField):
             z = np.sum(w * w * f, axis=1) * inv
             return (self._logpi[k] - 0.5 * z - 0.5 * np.log1p(t).sum(axis=1),
                     -(w * f) @ V.T)
-        group, pairs = _groups(sigma, alpha)
+        group, pairs = groups
         if len(pairs) <= GROUPED_LOGDET:
             # a few (sigma, alpha) pairs: the factors f = sigma^2 / Delta are (d,) vectors
             z = np.empty(x.shape[0])
@@ -325,11 +327,14 @@ class GaussianMixture(ScoreField):
     def weights(self, x, sigma, alpha=1.0):
         """Responsibilities ``rho_k(x)`` of the components at time t, shape (Q, K) (dense)."""
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        logits = np.stack([self._component(k, x64, sigma, alpha)[0]
+        return self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha)).astype(dt)
+
+    def _responsibilities(self, x, sigma, alpha, groups):
+        logits = np.stack([self._component(k, x, sigma, alpha, groups)[0]
                            for k in range(self.n_components)], axis=1)
         m = np.max(logits, axis=1, keepdims=True)
         e = np.exp(logits - m)
-        return (e / e.sum(axis=1, keepdims=True)).astype(dt)
+        return e / e.sum(axis=1, keepdims=True)
 
     def jacobian(self, x, sigma, alpha=1.0):
         """Jacobian of the denoiser ``(x + sigma^2 grad log p_t) / alpha``, shape (Q, d, d)
@@ -342,11 +347,12 @@ class GaussianMixture(ScoreField):
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         q, d = x64.shape
         s2 = (sigma * sigma)[:, None, None]
-        rho = self.weights(x64, sigma, alpha).astype(float)
+        groups = _groups(sigma, alpha)
+        rho = self._responsibilities(x64, sigma, alpha, groups)
         J = np.broadcast_to(np.eye(d), (q, d, d)).copy()
         gbar = np.zeros((q, d))
         for k in range(self.n_components):
-            _, r = self._component(k, x64, sigma, alpha)           # r = sigma^2 g_k
+            _, r = self._component(k, x64, sigma, alpha, groups)   # r = sigma^2 g_k
             gbar += rho[:, k, None] * r
             J += rho[:, k, None, None] * (r[:, :, None] * r[:, None, :] / s2
                                           - self._sigma2_precision(k, sigma, alpha))

@@ -109,9 +109,7 @@ class KernelProblem:
         cfg[tr.CFG_RECENTRE] = bool(problem.recentre)
         cfg[tr.CFG_DELTA] = problem.delta if problem.delta is not None else 0.0
         cfg[tr.CFG_S_STAR] = problem.s_star if problem.s_star is not None else np.inf
-
-        def f64(a):
-            return kernel_array(a)
+        f64 = kernel_array
         return cls(y0=problem.y0, grid=grid, save_slot=slot, seg_steps=seg_steps, A=f64(A),
                    B=f64(B), E=f64(E), Ef=f64(Ef), C=f64(c), Berr=f64(berr), P=f64(P), cfg=cfg,
                    n_save=problem.save.size)
