@@ -1,111 +1,105 @@
-"""Streaming Gaussian-mixture reduction for diagonal (and isotropic) covariances.
+"""Streaming Gaussian-mixture reductions on the CPU.
 
-For a query ``y`` at signal scale ``a`` and noise ``sigma`` and components
-``N(mu_k, diag(v_k))`` with weights ``pi_k``, ``x_t`` has the mixture density
-``sum_k pi_k N(a mu_k, C_k)``, ``C_k = diag(a^2 v_k + sigma^2)``.  One pass over the
-components, with an online softmax of their log-densities (the same rescaling the
-empirical kernels use between tiles), accumulates
+* :func:`mixture_diag` — diagonal (and isotropic) components, one query at a time:
+  :func:`mixture_query.mixture_query` (the per-query loop the GPU kernel and the fused
+  time loop share), every sigma > 0;
+* :func:`mixture_diag_tiled` — the same for queries sharing a few (a, sigma) pairs with
+  ``sigma^2`` a normal number (a denoiser call), component-major so that the inner loops
+  run over components as SIMD loops;
+* :func:`mixture_lowrank` — low-rank plus diagonal components by the Woodbury identity.
 
-* ``logit_k = log pi_k - 1/2 sum_j u_kj^2 / (sigma^2 (1 + t_kj)) - 1/2 sum_j log1p(t_kj)``,
-  ``u_kj = y_j - a mu_kj``, ``t_kj = a^2 v_kj / sigma^2`` (the common ``-(d/2) log(2 pi
-  sigma^2)`` is added by the caller);
-* the residual ``sigma^2 grad log p_t = sum_k rho_k r_k``, ``r_kj = -u_kj / (1 + t_kj)``,
-  each factor ``1 / (1 + t)`` in (0, 1]: formed without cancellation.
-
-The log-determinant terms ``sum_j log1p(t_kj)`` depend on (a, sigma) only; when the
-queries share a few (a, sigma) (a denoiser call), the caller computes them once per pair
-with numpy's vectorised ``log1p`` and passes ``logdet[g, k]`` with each query's group
-``g``; with an empty ``logdet`` (every query at its own time, as in an ODE stage) the
-kernel forms them itself.  Memory O((Q + K) d).
+Memory O((Q + K) d); no (Q, K) array.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
+from . import cell
+from . import mixture_query as mq
 from .config import FASTMATH
 from .mathfn import exp_nonpos
+from .scalar import bisector_margins_cpu
+from .target import specialise
 
 #: queries per parallel work item
 _CHUNK = 16
 
 
-@njit(fastmath=FASTMATH, cache=True, inline="always")
-def raise_max(acc, l, m, new_max):
-    """The online softmax's rescale: the running sum ``l`` and the weighted residual ``acc``
-    (kept relative to the running maximum logit ``m``) brought to ``new_max > m``.
+@njit(inline="always")
+def table_ndim(P):
+    """Dimension of a component table (K, 2 d + 2)."""
+    return (P.shape[1] - 2) // 2
 
-    Returns ``(l, new_max)``; ``acc`` is scaled in place.
-    """
-    if l > 0.0:
-        scale = exp_nonpos(m - new_max)
-        l *= scale
-        for j in range(acc.shape[0]):
-            acc[j] *= scale
-    return l, new_max
+
+@njit(inline="always")
+def table_npoints(P):
+    """Number of components of a component table."""
+    return P.shape[0]
+
+
+@njit(inline="always")
+def table_site(P, k, j):
+    """Coordinate ``j`` of component ``k``'s mean."""
+    return P[k, j]
+
+
+@njit(inline="always")
+def _square(t):
+    return t * t
+
+
+_CELL = dict(ndim=table_ndim, npoints=table_npoints, site=table_site, square=_square,
+             bisector_margins=bisector_margins_cpu)
+_CELL["bisector_"] = njit(fastmath=FASTMATH, cache=True, inline="always")(
+    specialise(cell.bisector, _CELL, "bisector_table_cpu", cell.TARGET_NAMES))
+#: :func:`cell.cell_margins` of the Voronoi cells of a component table's means
+table_cell_margins = njit(fastmath=FASTMATH, cache=True, error_model="numpy")(
+    specialise(cell.cell_margins, _CELL, "cell_margins_table_cpu",
+               cell.TARGET_NAMES + ("bisector_",)))
+
+CPU = dict(ndim=table_ndim, npoints=table_npoints, exp=exp_nonpos, log=math.log,
+           log1p=math.log1p, hypot=math.hypot)
+for _name in ("element", "log_det_term", "log_det", "raise_max", "absorb"):
+    CPU[_name] = njit(fastmath=FASTMATH, cache=True, inline="always", error_model="numpy")(
+        specialise(getattr(mq, _name), CPU, f"{_name}_cpu", mq.TARGET_NAMES))
+#: :func:`mixture_query.mixture_query` on the CPU
+mixture_query = njit(fastmath=FASTMATH, cache=True, error_model="numpy")(
+    specialise(mq.mixture_query, CPU, "mixture_query_cpu", mq.TARGET_NAMES))
+raise_max = CPU["raise_max"]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def mixture_diag(Y, alpha, sigma, group, means, var, logpi, logdet, res, lse):
-    """Responsibility-weighted residual and log-sum-exp of the logits, per query.
+def mixture_diag(Y, alpha, sigma, group, P, logdet, res, lse, mode):
+    """Responsibility-weighted residual (or score, or posterior mean) and log-sum-exp of the
+    logits, per query.
 
     Parameters
     ----------
     Y : (Q, d) float64
     alpha, sigma : (Q,) float64
-        Positive; ``sigma^2`` a normal float64.
+        Positive.
     group : (Q,) int64
-        Row of ``logdet`` for each query.
-    means, var : (K, d) float64
-        Component means and variances (>= 0).
-    logpi : (K,) float64
-        Log mixing weights (-inf allowed for a zero weight).
+        Row of ``logdet`` for each query; -1: formed per query.
+    P : (K, 2 d + 2) float64
+        The component table of :mod:`mixture_query`.
     logdet : (G, K) float64
-        ``sum_j log1p(a^2 v_kj / sigma^2)`` per group; G = 0: computed here.
+        ``sum_j log1p(a^2 v_kj / sigma^2)`` per group.
     res : (Q, d) float64, out
-        ``sigma^2 grad log p_t(y) = alpha D - y``.
+        By ``mode`` (:data:`mixture_query.RESIDUAL`, ``SCORE``, ``DENOISE``):
+        ``sigma^2 grad log p_t(y) = alpha D - y``, ``grad log p_t(y)`` or ``D``.
     lse : (Q,) float64, out
         ``logsumexp_k logit_k`` (without the common ``-(d/2) log(2 pi sigma^2)``).
+    mode : int
     """
     q_total, d = Y.shape
-    k_total = means.shape[0]
-    inline = logdet.shape[0] == 0
     nchunks = (q_total + _CHUNK - 1) // _CHUNK
     for c in prange(nchunks):
-        acc = np.empty(d)
-        r = np.empty(d)
+        zero = np.zeros(d)
+        rk = np.empty(d)
         for q in range(c * _CHUNK, min((c + 1) * _CHUNK, q_total)):
-            a = alpha[q]
-            a2 = a * a
-            inv = 1.0 / (sigma[q] * sigma[q])
-            g = group[q]
-            m = -np.inf
-            l = 0.0
-            for j in range(d):
-                acc[j] = 0.0
-            for k in range(k_total):
-                z = 0.0
-                ld = 0.0
-                for j in range(d):
-                    t = a2 * var[k, j] * inv
-                    f = 1.0 / (1.0 + t)
-                    u = Y[q, j] - a * means[k, j]
-                    z += u * u * inv * f
-                    r[j] = -u * f
-                    if inline:
-                        ld += np.log1p(t)
-                if not inline:
-                    ld = logdet[g, k]
-                logit = logpi[k] - 0.5 * z - 0.5 * ld
-                if logit == -np.inf:           # beyond float64 (z overflowed): weight 0
-                    continue
-                if logit > m:
-                    l, m = raise_max(acc, l, m, logit)
-                w = exp_nonpos(logit - m)
-                l += w
-                for j in range(d):
-                    acc[j] += w * r[j]
-            for j in range(d):
-                res[q, j] = acc[j] / l
-            lse[q] = m + np.log(l)
+            lse[q], _, _ = mixture_query(P, Y[q], zero, alpha[q], sigma[q], logdet, group[q],
+                                         False, res[q], rk, mode)
 
 
 #: components per tile of :func:`mixture_diag_tiled` (the exps and the residual sums of a
@@ -122,8 +116,10 @@ def mixture_diag_tiled(Y, group, AMt, Ft, base, inv, res, lse):
     sigma^2)``; each query then streams over tiles of :data:`TILE_K` components, the inner
     loops running over components (vectorised), with the same online softmax.  Same
     arithmetic per term as :func:`mixture_diag`: ``u = y_j - a mu_kj`` by direct difference;
-the sums over coordinates and components may be reassociated (SIMD), which moves a logit
-by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`.
+    the sums over coordinates and components may be reassociated (SIMD), which moves a logit
+    by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`.  A
+    query whose every logit is beyond float64 gets ``lse = -inf`` and a NaN residual (the
+    caller recomputes it with :func:`mixture_diag`, which takes the exact limit).
 
     Parameters
     ----------
@@ -167,7 +163,7 @@ by a few ulp of its terms, and the weights use the vectorised :func:`exp_nonpos`
                 if tmax == -np.inf:
                     continue
                 if tmax > m:
-                    l, m = raise_max(acc, l, m, tmax)
+                    l, m = raise_max(acc, d, l, m, tmax)
                 s = 0.0
                 for kk in range(nt):
                     w = exp_nonpos(z[kk] - m)          # vectorised; <= 1 ulp
@@ -252,7 +248,7 @@ def mixture_lowrank(Y, group, AM, F, U, Minv, base, inv, a2, res, lse):
                 if logit == -np.inf:
                     continue
                 if logit > m:
-                    l, m = raise_max(acc, l, m, logit)
+                    l, m = raise_max(acc, d, l, m, logit)
                 if logit - m < -750.0:
                     continue
                 w = exp_nonpos(logit - m)
@@ -265,3 +261,82 @@ def mixture_lowrank(Y, group, AM, F, U, Minv, base, inv, a2, res, lse):
             for j in range(d):
                 res[q, j] = acc[j] / l
             lse[q] = m + np.log(l)
+
+
+@njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
+def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l, fac):
+    """Turn a BLAS tile of a diagonal mixture's quadratic forms into relative weights.
+
+    The driver (:mod:`scoredyn._host.mixture_gemm`) forms, for one (a, sigma) group, a
+    block of queries and a tile of components, ``A = (Y o Y) F^T`` and ``S = Y B^T`` with
+    ``f_kj = sigma^2 / (sigma^2 + a^2 v_kj)`` and ``b_kj = a mu_kj f_kj``; with
+    ``c_k = sum_j (a mu_kj)^2 f_kj`` the quadratic form ``z = sum_j (y_j - a mu_kj)^2 f_kj``
+    is ``A - 2 S + c``, within ``E = gamma (sqrt(A) + sqrt(c))^2`` (``gamma = gamma_{d+4}``:
+    Higham's Lemma 3.1 for each product, Cauchy-Schwarz for ``sum |y_j b_kj| <= sqrt(A c)``)
+    and the logit ``base_k - z / (2 sigma^2)`` within ``E / (2 sigma^2)``.  As on the
+    empirical field's GEMM path (:mod:`gemm_tile`): an entry whose upper bound is more than
+    ``mneg`` below the best lower bound is neglected (weight < e^-mneg each); an entry
+    whose logit bound exceeds ``tau`` and 4x the direct bound (``rho z``, ``rho =
+    gamma_{d+3}``) is recomputed by direct differences.
+
+    Parameters
+    ----------
+    A, S : (qb, nt) float64, in/out
+        In: the two products.  Out: ``exp(logit - m)`` per entry (0 where neglected).
+    Y : (qb, d) float64
+    AM, F : (nt, d) float64
+        ``a mu`` and ``f`` of the tile's components.
+    c, base : (nt,) float64
+        ``c_k`` and ``log pi_k - 1/2 sum_j log1p(a^2 v_kj / sigma^2)`` (``-inf``: no weight).
+    inv : float
+        ``1 / sigma^2``.
+    gamma, rho, tau, mneg : float
+    m, l : (qb,) float64, in/out
+        Running maximum logit and sum of relative weights.
+    fac : (qb,) float64, out
+        Factor for the running weighted sums before this tile's contribution is added.
+    """
+    qb, nt = A.shape
+    d = Y.shape[1]
+    for q in range(qb):
+        # pass 1: the best lower bound of a logit in the tile
+        best = m[q]
+        for k in range(nt):
+            z = A[q, k] - 2.0 * S[q, k] + c[k]
+            r = np.sqrt(max(A[q, k], 0.0)) + np.sqrt(c[k])
+            e = gamma * r * r
+            lo = base[k] - 0.5 * (z + e) * inv
+            best = max(best, lo)
+            A[q, k] = z
+            S[q, k] = e
+        # pass 2: neglect, keep, or recompute by direct differences
+        tmax = -np.inf
+        for k in range(nt):
+            z = A[q, k]
+            e = S[q, k]
+            if base[k] == -np.inf or base[k] - 0.5 * (z - e) * inv < best - mneg:
+                A[q, k] = -np.inf
+                continue
+            if 0.5 * e * inv > tau and e > 4.0 * rho * max(z, 0.0):
+                z = 0.0
+                for j in range(d):
+                    u = Y[q, j] - AM[k, j]
+                    z += u * u * F[k, j]
+            logit = base[k] - 0.5 * max(z, 0.0) * inv
+            A[q, k] = logit
+            tmax = max(tmax, logit)
+        f = 1.0
+        if tmax > m[q]:
+            if l[q] > 0.0:
+                f = exp_nonpos(m[q] - tmax)
+                l[q] *= f
+            m[q] = tmax
+        fac[q] = f
+        # pass 3: relative weights
+        s = 0.0
+        mq = m[q]
+        for k in range(nt):
+            w = exp_nonpos(A[q, k] - mq) if A[q, k] > -np.inf else 0.0
+            A[q, k] = w
+            s += w
+        l[q] += s

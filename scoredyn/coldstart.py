@@ -127,6 +127,7 @@ def warm(*, progress=True):
         gm.denoise(y, np.linspace(0.1, 1.0, 20))             # per-query times
         sd.GaussianMixture(X, np.full((30, 2), 0.1),
                            factors=np.ones((30, 2, 1))).denoise(Y, 0.5)   # low rank
+        sd.solve(gm, Y, (0.0, 1.0), engine="numba", save_at=[0.5])       # the fused time loop
 
     groups = [("fields", fields), ("Gaussian mixtures", mixture),
               ("voronoi and nearest neighbours", geometry),

@@ -177,3 +177,22 @@ def test_integrator_kernel_compiles_for_sm90(d):
            f"{M3}, {M}, {M}, {IM}, {M})")
     ptx = _compile(co.integrate_source(d), sig)
     assert "mul.rn.f64" in ptx          # __dmul_rn: squares NVVM may not fuse into an FMA
+
+
+@pytest.mark.parametrize("d", [2, 16])
+def test_mixture_integrator_kernel_compiles_for_sm90(d):
+    from scoredyn.kernels import cuda_odeint as co
+    M = "float64[:, ::1]"
+    M3 = "float64[:, :, ::1]"
+    IM = "int64[:, ::1]"
+    sig = (f"({M}, {M}, {V}, {IV}, {IV}, {M3}, {M}, {M}, {V}, {V}, {V}, {M}, {V}, "
+           f"{M3}, {M}, {M}, {IM}, {M})")
+    _compile(co.integrate_source(d, mixture=True), sig)
+
+
+def test_mixture_field_kernel_compiles_for_sm90():
+    from scoredyn.kernels import cuda_mixture as cm
+    M = "float64[:, ::1]"
+    # (Y, alpha, sigma, group, P, logdet, xc, res, lse, scratch, mode)
+    _compile(cm.field_kernel().py_func,
+             f"({M}, {V}, {V}, {IV}, {M}, {M}, {V}, {M}, {V}, {M}, int64)")

@@ -66,11 +66,16 @@ def test_mixture_bench_at_toy_size(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_mixture, "SIZES_QUICK", [(50, 20, 2, "isotropic"),
                                                        (30, 10, 40, "diagonal"),
                                                        (20, 5, 40, "low-rank")])
+    monkeypatch.setattr(bench_mixture, "ODE_SIZES_QUICK", [(8, 5, 2)])
     out = tmp_path / "mix.json"
     assert cli.main(["bench", "mixture", "--quick", "--repeat", "1", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["mixture"]
+    result = json.loads(out.read_text())
+    rows = result["mixture"]
     assert [r["form"] for r in rows] == ["isotropic", "diagonal", "low-rank"]
     assert all(r["max_difference"] < 1e-12 for r in rows)
+    # the fused and the numpy engines take the same steps: end points within ~1e-12
+    (ode,) = result["mixture_ode"]
+    assert ode["Q"] == 8 and ode["max_difference"] < 1e-11
 
 
 def test_figures_in_parallel_processes(tmp_path, capsys):

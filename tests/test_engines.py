@@ -68,10 +68,15 @@ def test_the_automatic_choice(q, kw, expected):
                     ).engine == expected
 
 
-def test_a_field_that_is_not_empirical_runs_on_numpy():
-    gm = sd.GaussianMixture([[0.0, 1.0]], [0.5])
-    r = sd.solve(gm, np.zeros((3, 2)), (0.0, 1.0))
+def test_fields_the_fused_kernels_do_not_take_run_on_numpy():
+    """A full-covariance mixture and a user's field run on numpy; a diagonal mixture runs
+    in the compiled loop (the fused engines take isotropic and diagonal mixtures)."""
+    full = sd.GaussianMixture([[0.0, 1.0]], [[[0.5, 0.1], [0.1, 0.5]]])
+    r = sd.solve(full, np.zeros((3, 2)), (0.0, 1.0))
     assert r.engine == "numpy" and r.success
+    diag = sd.GaussianMixture([[0.0, 1.0]], [0.5])
+    assert sd.solve(diag, np.zeros((3, 2)), (0.0, 1.0)).engine == "numba"
+    assert sd.solve(diag, np.zeros((300, 2)), (0.0, 1.0)).engine == "numba"    # not lanes
 
 
 def test_registry_is_complete():

@@ -122,9 +122,13 @@ def test_rigid_motion_equivariance():
                                rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("form", ["isotropic", "diagonal", "low-rank"])
-@pytest.mark.parametrize("sigma", [1e-4, 0.3, 5.0])
+@pytest.mark.parametrize("form, sigma", [
+    (form, sigma) for form in ("isotropic", "diagonal", "low-rank") for sigma in (1e-4, 0.3, 5.0)
+] + [(form, sigma) for form in ("isotropic", "diagonal")
+     for sigma in (5e-324, 1e-300, 1e-160, 1e-140, 1e140, 1e160, 1e300, 1.7e308)])
 def test_point_mass_limit_is_the_empirical_field(form, sigma):
+    """Point masses are the empirical field at every sigma (the kernels' limit when every
+    logit leaves the float64 range, and their hypot form where sigma^2 is not normal)."""
     rng = np.random.default_rng(4)
     X = rng.standard_normal((7, 3))
     kw = {"factors": np.zeros((7, 3, 1))} if form == "low-rank" else {}
@@ -183,8 +187,187 @@ def test_from_sklearn(kind):
     (dict(covariances=-np.ones((3, 2))), r"`covariances\[0\]` must be positive semi-definite"),
     (dict(covariances=np.full(3, np.inf)), r"must be finite"),
     (dict(covariances=np.ones((3, 2)), factors=np.full((3, 2, 1), np.nan)), r"All entries of `factors` must be finite"),
-    (dict(covariances=np.ones(3), backend="cuda"), r"`backend` must be None, 'auto', 'numba'"),
+    (dict(covariances=np.ones(3), backend="gpu"), r"`backend` must be one of"),
+    (dict(covariances=np.full(3, 1e301)), r"standard deviations .* of `covariances` must not "
+                                          r"exceed 1e\+150"),
 ])
 def test_bad_input(kw, message):
     with pytest.raises(ValueError, match=message):
         sd.GaussianMixture(np.zeros((3, 2)), **kw)
+
+
+def _mpmath_reference(means, var, weights, x, sigma, alpha, want=None):
+    """``(alpha D - x, log p_t)`` of a diagonal mixture in 60-digit arithmetic; with
+    ``want="score"`` or ``"denoise"``, ``grad log p_t`` or ``D`` in place of the residual."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 60
+    k, d = means.shape
+    res, logp = np.empty_like(x), np.empty(len(x))
+    s2 = mp.mpf(sigma) ** 2
+    a = mp.mpf(alpha)
+    for q, y in enumerate(x):
+        logits, r = [], []
+        for c in range(k):
+            den = [s2 + a * a * mp.mpf(v) for v in var[c]]
+            du = [mp.mpf(y[j]) - a * mp.mpf(means[c, j]) for j in range(d)]
+            logits.append(mp.log(weights[c]) - sum(du[j] ** 2 / den[j] for j in range(d)) / 2
+                          - sum(mp.log(2 * mp.pi * den[j]) for j in range(d)) / 2)
+            if want == "score":
+                r.append([-du[j] / den[j] for j in range(d)])
+            elif want == "denoise":
+                r.append([mp.mpf(means[c, j]) + a * mp.mpf(var[c, j]) * du[j] / den[j]
+                          for j in range(d)])
+            else:
+                r.append([-du[j] * s2 / den[j] for j in range(d)])
+        top = max(logits)
+        w = [mp.exp(lg - top) for lg in logits]
+        tot = sum(w)
+        logp[q] = float(top + mp.log(tot))
+        res[q] = [float(sum(w[c] * r[c][j] for c in range(k)) / tot) for j in range(d)]
+    return res, logp
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-200, 1e-160, 1e-140, 1e-3, 1.0, 1e140, 1e160,
+                                   1e300])
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_extreme_sigma_against_mpmath(sigma, alpha):
+    """Isotropic and diagonal mixtures, with a zero-variance direction, at sigma from 1e-300
+    to 1e300, against 60-digit arithmetic.  Tolerance: each logit within 8 d eps of its
+    largest term (the module docstring's bound), so relative ``2 |delta l|`` on the
+    responsibilities; the residual within that times its size plus 16 eps of the scale.  The
+    logits omit ``-(d/2) log(2 pi sigma^2)``, added afterwards: log p_t is a difference of
+    terms of size ``|log p_t| + d |log sigma| + d`` (~4000 at sigma = 1e-300), which sets
+    the scale of its rounding."""
+    rng = np.random.default_rng(12)
+    k, d = 5, 3
+    means = rng.standard_normal((k, d))
+    var = rng.uniform(0.1, 1.0, (k, d))
+    var[1, 2] = 0.0
+    w = rng.dirichlet(np.ones(k))
+    x = np.concatenate([rng.standard_normal((3, d)), means[1:2] * alpha + 1e-3])
+    for gm in (sd.GaussianMixture(means, var, w), sd.GaussianMixture(means, var[:, 0], w)):
+        v = gm.variances
+        res, logp = _mpmath_reference(means, v, w, x, sigma, alpha)
+        got = gm.residual(x, np.full(len(x), sigma), np.full(len(x), alpha))[0]
+        ld = gm.log_density(x, sigma, alpha)
+        scale = np.abs(x).max() + np.abs(means).max()
+        finite = np.isfinite(logp)
+        lmax = (np.abs(logp[finite]).max() if finite.any() else 0.0) + d * (abs(np.log(sigma))
+                                                                            + 1.0)
+        dl = 8 * d * EPS * max(lmax, 1.0)
+        np.testing.assert_allclose(got, res, rtol=0, atol=2 * dl * scale + 16 * EPS * scale)
+        np.testing.assert_array_equal(np.isfinite(ld), finite)
+        np.testing.assert_allclose(ld[finite], logp[finite], rtol=0, atol=dl + 16 * EPS * lmax)
+
+
+def test_far_queries_take_the_exact_limit():
+    """A query so far from every component that each logit overflows (|y| = 1e200 at
+    sigma = 1, or sigma = 1e-200 at distance 1): all weight on the nearest component in the
+    covariance metric, as 60-digit arithmetic says, and log p_t = -inf (below float64)."""
+    means = np.array([[0.0, 0.0], [3.0, 0.0], [0.5, 4.0]])
+    var = np.array([[1.0, 1.0], [0.5, 2.0], [0.0, 0.25]])
+    zero_somewhere = np.array([[0.0, 1.0], [0.5, 0.0], [0.0, 0.25]])
+    for x, sigma, v in ((np.array([[1e200, 3e199]]), 1.0, var),
+                        (np.array([[0.8, 1.3]]), 1e-200, zero_somewhere)):
+        gm = sd.GaussianMixture(means, v)
+        res, logp = _mpmath_reference(means, gm.variances, gm.mixing, x, sigma, 1.0)
+        got = gm.residual(x, np.array([sigma]), np.array([1.0]))[0]
+        np.testing.assert_allclose(got, res, rtol=1e-14)
+        assert gm.log_density(x, sigma)[0] == -np.inf and logp[0] < -1e300
+        assert np.all(np.isfinite(gm.denoise(x, sigma)))
+
+
+def test_fused_engine_takes_the_numpy_engines_steps():
+    """A diagonal mixture in the compiled time loop: the steps, rejections and evaluations
+    of the numpy engine (which evaluates the field with the same kernels, in another
+    association order), states within 1e-12 (a change of step would move them by ~rtol),
+    and the diagnostics' sites are the component means."""
+    rng = np.random.default_rng(13)
+    means = rng.standard_normal((15, 2)) * 2
+    gm = sd.GaussianMixture(means, rng.uniform(0.01, 0.2, (15, 2)))
+    y0 = rng.standard_normal((30, 2)) * 3
+    for method in ("dopri5", "gl-dopri5"):
+        res = {e: sd.solve(gm, y0, (-1.0, 8.0), method=method, rtol=1e-6, atol=1e-8,
+                           save_at=[2.0], engine=e) for e in ("numpy", "numba")}
+        ref, fused = res["numpy"], res["numba"]
+        assert fused.engine == "numba" and fused.success and fused.n_rejected.sum() > 0
+        for attr in ("n_steps", "n_rejected", "nfev", "status"):
+            np.testing.assert_array_equal(getattr(fused, attr), getattr(ref, attr), attr)
+        np.testing.assert_allclose(fused.y, ref.y, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fused.ys, ref.ys, rtol=0, atol=1e-12)
+        i, dist = sd.voronoi.nearest(means, fused.y)[::2]
+        np.testing.assert_array_equal(fused.nearest, i)
+        np.testing.assert_allclose(fused.nearest_distance, dist, rtol=1e-12)
+    assert sd.solve(gm, y0, (0.0, 2.0)).engine == "numba"          # the automatic choice
+    with pytest.raises(ValueError, match=r"\|s\| <= 340"):
+        sd.solve(gm, y0, (0.0, 400.0), engine="numba")
+
+
+@pytest.mark.parametrize("sigma, alpha", [(0.5, 1e-10), (0.5, 1e-300), (2.0, 0.01),
+                                          (1e-300, 1.0), (1e-200, 0.5), (1e-140, 1.0)])
+def test_score_and_denoise_where_the_residual_loses_them(sigma, alpha):
+    """Small alpha: ``(x + res) / alpha`` cancels, so the kernel sums the posterior mean
+    itself; sigma below 1e-150 with positive variances: the residual ``sigma^2 score``
+    underflows while the score is finite, so the kernel sums the score.  Against 60 digits,
+    to the responsibilities' relative bound ``2 |delta l|`` (module docstring) times the
+    sizes, plus 16 eps of the scale."""
+    rng = np.random.default_rng(14)
+    k, d = 4, 3
+    means = rng.standard_normal((k, d))
+    var = rng.uniform(0.1, 1.0, (k, d))
+    w = rng.dirichlet(np.ones(k))
+    gm = sd.GaussianMixture(means, var, w)
+    x = rng.standard_normal((5, d))
+    # the logits' terms: the quadratic forms and the log-determinants
+    with np.errstate(under="ignore"):
+        denom = sigma * sigma + alpha * alpha * var.min()
+    lmax = (np.abs(x).max() + np.abs(means).max()) ** 2 / denom + d * (abs(np.log(sigma)) + 1)
+    dl = 8 * d * EPS * lmax
+    for want, got in (("score", gm.score(x, sigma, alpha)),
+                      ("denoise", gm.denoise(x, sigma, alpha))):
+        ref = _mpmath_reference(means, var, w, x, sigma, alpha, want)[0]
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=(2 * dl + 16 * EPS) * scale,
+                                   err_msg=want)
+    np.testing.assert_allclose(gm.noise(x, sigma, alpha), -sigma * gm.score(x, sigma, alpha),
+                               rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("form", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("sigma, alpha", [(1e-6, 1.0), (0.05, 0.9), (1.0, 1.0), (30.0, 0.3)])
+def test_gemm_path_matches_the_dense_reference(monkeypatch, form, sigma, alpha):
+    """d > GEMM_MIN_D: the quadratic forms through BLAS.  Small tiles and blocks so that
+    several component tiles, query blocks and merged chunks are crossed.  Queries next to
+    a component mean at sigma = 1e-6 take the recompute path (the GEMM bound there is far
+    above the logit tolerance).  Tolerance: each logit within max(GEMM_LOGIT_TOL, 4x the
+    direct bound gamma_{d+3} |l|) (kernels.mixture.mixture_gemm_tile), so the weights within
+    2 |delta l| relatively; the accumulations of K non-negative weights times values of size
+    ``scale`` add gamma_K scale."""
+    from scoredyn._host import mixture_gemm, reduce
+    monkeypatch.setattr(mixture_gemm, "GEMM_TILE_N", 64)
+    monkeypatch.setattr(reduce, "GEMM_BLOCK_Q", 8)
+    calls = []
+    gemm = mixture_gemm.mixture_gemm
+    monkeypatch.setattr(mixture_gemm, "mixture_gemm", lambda *a: calls.append(1) or gemm(*a))
+    rng = np.random.default_rng(15)
+    k, d = 150, 40
+    means = rng.standard_normal((k, d))
+    var = rng.uniform(0.0, 0.3, k if form == "isotropic" else (k, d))
+    w = rng.dirichlet(np.ones(k))
+    gm = sd.GaussianMixture(means, var, w)
+    ref = DenseMixture(means, var, w)
+    x = np.concatenate([rng.standard_normal((12, d)),
+                        alpha * means[:6] + 1e-7 * rng.standard_normal((6, d))])
+    s, a = np.full(len(x), sigma), np.full(len(x), alpha)
+    logits = ref._components(x, s, a)[0]
+    dl = max(1e-12, 4 * (d + 3) * EPS * np.abs(logits[np.isfinite(logits)]).max()) * 2
+    scale = np.abs(x).max() + np.abs(means).max()
+    acc = k * EPS * scale
+    np.testing.assert_allclose(gm.denoise(x, sigma, alpha), ref.denoise(x, sigma, alpha),
+                               rtol=0, atol=(2 * dl * scale + acc) / alpha)
+    np.testing.assert_allclose(gm.residual(x, s, a)[0], ref.residual(x, s, a)[0], rtol=0,
+                               atol=2 * dl * scale + acc + 4 * EPS * scale)
+    lref = ref.log_density(x, sigma, alpha)
+    np.testing.assert_allclose(gm.log_density(x, sigma, alpha), lref, rtol=0,
+                               atol=dl + 16 * EPS * np.abs(lref).max())
+    assert len(calls) == 3                                   # every call took the GEMM path

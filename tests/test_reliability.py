@@ -220,6 +220,8 @@ STATS_BAD = [
      r"`m` must be a positive integer; got 0"),
     (sd.memorization.bootstrap_ci, ([1.0, np.nan],), {}, ValueError,
      r"`values` must be a finite 1-D array"),
+    (sd.memorization.bootstrap_ci, ([],), {}, ValueError,
+     r"`values` must contain at least one value"),
 ]
 
 
@@ -448,10 +450,22 @@ def test_nan_labels_are_refused():
 
 @pytest.mark.parametrize("sigma", [1e-300, 1e-151, 1e151, 1e300])
 def test_mixture_refuses_sigma_outside_its_range(sigma):
-    """Its documented range (sigma^2 a normal float64) is enforced: NaN was returned."""
+    """Where sigma^2 is formed (the numpy stream, the low-rank and full forms, the dense
+    responsibilities and jacobian), the documented range is enforced: NaN was returned.
+    Isotropic and diagonal mixtures on the kernels serve every sigma (test_mixture_kernels)."""
+    x = np.zeros((1, 2))
+    rng = r"`sigma` must lie in \(1e-150, 1e\+150\)"
+    for gm, what in ((sd.GaussianMixture([[0.0, 1.0]], [0.5], backend="numpy"), "numpy"),
+                     (sd.GaussianMixture([[0.0, 1.0]], [[[1.0, 0.0], [0.0, 1.0]]]), "full"),
+                     (sd.GaussianMixture([[0.0, 1.0]], [[1.0, 1.0]],
+                                         factors=np.ones((1, 2, 1))), "low-rank")):
+        with pytest.raises(ValueError, match=rng + f".*{what}"):
+            gm.denoise(x, sigma)
     gm = sd.GaussianMixture([[0.0, 1.0]], [0.5])
-    with pytest.raises(ValueError, match=r"`sigma` must lie in \(1e-150, 1e\+150\)"):
-        gm.denoise(np.zeros((1, 2)), sigma)
+    assert np.all(np.isfinite(gm.denoise(x, sigma)))
+    for method in (gm.weights, gm.jacobian):
+        with pytest.raises(ValueError, match=rng + ".*responsibilities and the jacobian"):
+            method(x, sigma)
 
 
 # -- fork after first use ---------------------------------------------------------------------

@@ -132,22 +132,47 @@ def voronoi_pass(X, Y, tol):
     return tuple(o.copy_to_host() for o in outs)
 
 
-def integrate(X, kp, out):
+def integrate(X, kp, out, mixture=False):
     """Run the fused integrator on the device.
 
     Parameters
     ----------
     X : (N, d) float64 ndarray
+        The data, or (``mixture``) a Gaussian mixture's component table (K, 2 d + 2).
     kp : engines.fused.KernelProblem
     out : engines.fused.KernelOutputs
         Host arrays, filled in place (they go to the device and come back).
+    mixture : bool
     """
     d = kp.y0.shape[1]           # within MAX_D and MAX_STAGES: CudaEngine.unavailable checks
     dev_in = tuple(cuda.to_device(a) for a in kp.arrays())
     dev_out = tuple(cuda.to_device(a) for a in out.arrays())
-    kernel = cuda_odeint.integrate_kernel(d)
+    kernel = cuda_odeint.integrate_kernel(d, mixture)
     blocks = max(1, -(-kp.y0.shape[0] // THREADS))
     with _launches():
         kernel[blocks, THREADS](cuda.to_device(X), *dev_in, *dev_out)
     for host, dev in zip(out.arrays(), dev_out):
         dev.copy_to_host(host)
+
+
+def mixture_reduce(P, Y, alpha, sigma, group, logdet, mode=0):
+    """:func:`scoredyn.kernels.mixture.mixture_diag` on the device (same arguments, host
+    arrays; ``group`` -1 forms the log-determinants per query).
+
+    Returns
+    -------
+    res : (Q, d) float64 ndarray
+    lse : (Q,) float64 ndarray
+    """
+    from ..kernels import cuda_mixture
+    q, d = Y.shape
+    res = cuda.device_array((q, d))
+    lse = cuda.device_array(q)
+    scratch = cuda.device_array((q, d))
+    blocks = max(1, -(-q // THREADS))
+    args = [cuda.to_device(np.ascontiguousarray(a)) for a in
+            (Y, alpha, sigma, group, P, logdet if logdet.size else np.zeros((1, 1)))]
+    with _launches():
+        cuda_mixture.field_kernel()[blocks, THREADS](*args, cuda.to_device(np.zeros(d)), res,
+                                                     lse, scratch, mode)
+    return res.copy_to_host(), lse.copy_to_host()

@@ -7,6 +7,10 @@ log-density of the same mixture (where installed), and the exact empirical field
 (Q, N = K, d), whose time the kernel is measured against.  Reported as times and ratios;
 the rows check that the kernel and the numpy stream agree (``max_difference``).  A
 benchmark, not a test.
+
+:func:`ode_benchmark` times ``solve`` under a diagonal mixture on the compiled time loop
+(engine "numba") against the numpy engine, which evaluates the same kernels once per stage
+from Python (same steps; the rows report the largest difference of the end points).
 """
 import numpy as np
 
@@ -72,4 +76,32 @@ def mixture_benchmark(sizes=SIZES, *, repeat=3, rng=0, echo=print):
         rows.append(row)
         echo(f"{q:6d} {k:5d} {d:5d} {form:>9s} {t_k:9.3f} {t_np:9.3f} {t_sk:9.3f} {t_e:9.3f}  "
              f"{t_np / t_k:12.1f}  {t_k / t_e:16.2f}")
+    return rows
+
+
+#: (Q trajectories, K components, d) of the ODE rows, full and quick
+ODE_SIZES = [(1000, 200, 2), (200, 500, 16)]
+ODE_SIZES_QUICK = [(200, 50, 2)]
+
+
+def ode_benchmark(sizes=ODE_SIZES, *, repeat=3, rng=0, echo=print):
+    """Time ``solve`` (gl-dopri5, s from -1 to 8, rtol 1e-8) under a diagonal mixture on the
+    fused engine and on the numpy engine; returns the rows."""
+    import scoredyn as sd
+    g = np.random.default_rng(rng)
+    rows = []
+    echo(f"{'Q':>6s} {'K':>5s} {'d':>4s} {'fused':>9s} {'numpy':>9s}  numpy/fused  max|dy|")
+    for q, k, d in sizes:
+        gm = sd.GaussianMixture(2 * g.standard_normal((k, d)), g.uniform(0.01, 0.2, (k, d)))
+        y0 = 3 * g.standard_normal((q, d))
+        out = {}
+
+        def run(engine):
+            out[engine] = sd.solve(gm, y0, (-1.0, 8.0), method="gl-dopri5", rtol=1e-8,
+                                   atol=1e-10, engine=engine)
+        t_f = wall_time(lambda: run("numba"), repeat)
+        t_n = wall_time(lambda: run("numpy"), 1)
+        diff = float(np.max(np.abs(out["numba"].y - out["numpy"].y)))
+        rows.append(dict(Q=q, K=k, d=d, fused=t_f, numpy=t_n, max_difference=diff))
+        echo(f"{q:6d} {k:5d} {d:4d} {t_f:9.3f} {t_n:9.3f}  {t_n / t_f:11.1f}  {diff:.1e}")
     return rows

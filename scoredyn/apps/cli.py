@@ -93,6 +93,9 @@ def _bench(args):
         from . import bench_mixture
         rows["mixture"] = bench_mixture.mixture_benchmark(
             bench_mixture.SIZES_QUICK if args.quick else bench_mixture.SIZES, repeat=args.repeat)
+        rows["mixture_ode"] = bench_mixture.ode_benchmark(
+            bench_mixture.ODE_SIZES_QUICK if args.quick else bench_mixture.ODE_SIZES,
+            repeat=args.repeat)
     if args.what == "dask":
         from . import bench_dask
         rows["dask"] = bench_dask.dask_benchmark(quick=args.quick)

@@ -21,7 +21,12 @@ Four covariance forms, each in memory that scales:
 Isotropic, diagonal and (for queries sharing a few noise levels, as in a denoiser call)
 low-rank mixtures run on compiled streaming kernels (:mod:`scoredyn.kernels.mixture`): one
 pass over the components per query with an online softmax of their log-densities,
-O((Q + K) d) memory.  The full form, and the low-rank form at per-query times, stream over
+O((Q + K) d) memory.  Isotropic and diagonal mixtures take the per-query loop of
+:mod:`scoredyn.kernels.mixture_query` (the same on the CPU, the GPU and inside
+``solve``'s compiled time loop; every sigma > 0), a component-major SIMD version of it
+for queries sharing a few (sigma, alpha), and above ``GEMM_MIN_D`` dimensions the GEMM path
+of :mod:`scoredyn._host.mixture_gemm` (matrix products with a rounding bound per entry and
+direct recomputation where it matters).  The full form, and the low-rank form at per-query times, stream over
 the components in numpy (the Woodbury identity for the low-rank form:
 ``C^{-1} = Delta^{-1} - alpha^2 Delta^{-1} U M^{-1} U^T Delta^{-1}``,
 ``M = I_r + alpha^2 U^T Delta^{-1} U``, ``Delta = alpha^2 diag(v) + sigma^2 I``, and
@@ -33,12 +38,19 @@ mixture of point masses is the empirical field.
 import numpy as np
 
 from .._validation import _as_float_array, as_data, as_rng
-from .base import ScoreField
+from ..kernels.mixture_query import DENOISE, RESIDUAL, SCORE
+from .base import ScoreField, array_io
 
 FORMS = ("isotropic", "diagonal", "low-rank", "full")
 #: up to this many distinct (sigma, alpha) pairs per call, the log-determinants are formed once
 #: per pair in numpy (vectorised log1p); beyond, the kernel forms them per query
 GROUPED_LOGDET = 16
+#: below this signal scale alpha, ``denoise`` sums the posterior mean in the kernel instead of
+#: forming ``(x + res) / alpha`` (whose rounding error grows like 1 / alpha)
+DENOISE_DIRECT_BELOW = 0.5
+#: above this dimension, queries sharing a few (sigma, alpha) pairs take the GEMM path
+#: (:mod:`scoredyn._host.mixture_gemm`), as the empirical field does
+GEMM_MIN_D = 24
 #: the component-major kernel's per-pair tables, (sigma, alpha) pairs x K x d entries at most
 #: (2^23: 128 MiB for its two tables); beyond, the per-query kernel runs
 TILED_ENTRIES = 2 ** 23
@@ -58,18 +70,29 @@ class GaussianMixture(ScoreField):
         Mixing proportions, non-negative and summing to 1 (default uniform).
     factors : (K, d, r) array_like, optional
         Low-rank factors ``U_k``: ``S_k = U_k U_k^T + diag(v_k)``, ``r <= d``.
-    backend : {None, "auto", "numba", "numpy"}
-        The compiled kernels ("numba", the default: isotropic, diagonal and low-rank) or
-        the numpy stream (the full form always streams in numpy).
+    backend : {None, "auto", "numba", "cuda", "numpy"}
+        The compiled CPU kernels ("numba", the default and what "auto" means: isotropic,
+        diagonal and low-rank), the GPU kernel ("cuda": isotropic and diagonal, one thread
+        per query; the other forms run as on "numba") or the numpy stream (the full form
+        always streams in numpy).
 
     Notes
     -----
-    Valid for ``sigma`` with ``sigma^2`` a normal float64 (1e-150 < sigma < 1e150); outside,
-    a ``ValueError`` says so.
+    Isotropic and diagonal mixtures on the compiled kernels (the default backend) serve
+    every ``sigma > 0``: the terms are formed through ``hypot`` where ``sigma^2`` is not a
+    normal number, and when sigma is so small that every component's logit leaves the
+    float64 range the weights take their exact limit (the nearest components in the
+    covariance metric), so a mixture of point masses is the empirical field at every sigma.
+    The other paths (``backend="numpy"``, the low-rank and full forms, :meth:`weights` and
+    :meth:`jacobian`) form ``sigma^2`` and serve ``1e-150 < sigma < 1e150``; outside, a
+    ``ValueError`` says so.  Means and standard deviations are limited to
+    :data:`MAGNITUDE` in absolute value (their squares stay finite).
     """
 
     #: the range of sigma where sigma^2 is a normal float64 number (see Notes)
     SIGMA_RANGE = (1e-150, 1e150)
+    #: largest |mean| and standard deviation (squared distances stay below the float64 maximum)
+    MAGNITUDE = 1e150
 
     def __init__(self, means, covariances, weights=None, *, factors=None, backend=None):
         mu, self._dtype = as_data(means, "means")
@@ -120,6 +143,14 @@ class GaussianMixture(ScoreField):
             raise ValueError(f"`covariances` must have shape ({k},), ({k}, {d}) or ({k}, {d}, {d}) "
                              f"for {k} components in dimension {d} (or ({k}, {d}) with "
                              f"`factors`); got shape {cov.shape}.")
+        for name, v in (("means", mu), ("covariances", np.sqrt(np.abs(cov))),
+                        ("factors", self.factors)):
+            if v is not None and v.size and np.max(np.abs(v)) > self.MAGNITUDE:
+                what = "standard deviations (square roots)" if name == "covariances" else "entries"
+                raise ValueError(f"The {what} of `{name}` must not exceed {self.MAGNITUDE:g} in "
+                                 f"magnitude (their squares overflow float64); got "
+                                 f"{np.max(np.abs(v)):.3g}.  Rescale the data (the score is "
+                                 f"equivariant under scaling x, sigma -> c x, c sigma).")
         if weights is None:
             pi = np.full(k, 1.0 / k)
         else:
@@ -130,14 +161,32 @@ class GaussianMixture(ScoreField):
                 raise ValueError("`weights` must be finite and non-negative.")
             if abs(pi.sum() - 1.0) > 1e-10 * k:
                 raise ValueError(f"`weights` must sum to 1; got {pi.sum():.17g}.")
-        if backend not in (None, "auto", "numba", "numpy"):
-            raise ValueError(f"`backend` must be None, 'auto', 'numba' or 'numpy' for a "
-                             f"GaussianMixture; got {backend!r}.")
-        self.backend = "numpy" if backend == "numpy" else "numba"
+        from ..backend import resolve
+        self.backend = resolve(backend, auto=("numba",))
         self.means, self.mixing = mu, pi
         self.n_components, self.dim = k, d
         with np.errstate(divide="ignore"):
             self._logpi = np.log(pi)
+        self._table = None
+
+    def _component_table(self):
+        """The (K, 2 d + 2) table of :mod:`scoredyn.kernels.mixture_query` (isotropic and
+        diagonal forms): means, standard deviations, log weights, isotropic flags."""
+        if self._table is None:
+            k, d = self.variances.shape
+            P = np.empty((k, 2 * d + 2))
+            P[:, :d] = self.means
+            P[:, d:2 * d] = np.sqrt(self.variances)
+            P[:, 2 * d] = self._logpi
+            P[:, 2 * d + 1] = np.all(self.variances == self.variances[:, :1], axis=1)
+            self._table = P
+        return self._table
+
+    @property
+    def _exact_at_every_sigma(self):
+        """Whether every sigma > 0 is served (see Notes)."""
+        return (self.covariance_type in ("isotropic", "diagonal")
+                and self.backend in ("numba", "cuda"))
 
     @classmethod
     def from_sklearn(cls, model, **kwargs):
@@ -166,17 +215,25 @@ class GaussianMixture(ScoreField):
 
     # -- validation ----------------------------------------------------------------------------
 
-    def _prepare(self, x, sigma, alpha):
+    def _prepare(self, x, sigma, alpha, every_sigma=None):
         out = super()._prepare(x, sigma, alpha)
-        self._check_sigma(out[1])
+        self._check_sigma(out[1], self._exact_at_every_sigma if every_sigma is None
+                          else every_sigma)
         return out
 
-    def _check_sigma(self, sigma):
+    def _check_sigma(self, sigma, every_sigma=None):
+        if self._exact_at_every_sigma if every_sigma is None else every_sigma:
+            return
         lo, hi = self.SIGMA_RANGE
         bad = (sigma <= lo) | (sigma >= hi)
         if np.any(bad):
-            raise ValueError(f"`sigma` must lie in ({lo:g}, {hi:g}) for a GaussianMixture "
-                             f"(sigma^2 must be a normal float64); got {sigma[bad][0]:g}.")
+            what = ("the responsibilities and the jacobian" if self._exact_at_every_sigma else
+                    f"a {self.covariance_type} GaussianMixture" + (
+                        " on backend='numpy'" if self.backend == "numpy" else ""))
+            raise ValueError(f"`sigma` must lie in ({lo:g}, {hi:g}) for {what} (sigma^2 must "
+                             f"be a normal float64); got {sigma[bad][0]:g}.  Isotropic and "
+                             f"diagonal mixtures on backend='numba' serve every sigma > 0 in "
+                             f"score, denoise and log_density.")
 
     # -- the reduction -------------------------------------------------------------------------
 
@@ -184,9 +241,9 @@ class GaussianMixture(ScoreField):
         """``(residual (Q, d), lse (Q,))``: ``alpha D - x`` and ``logsumexp_k logit_k``, where
         the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
         groups = _groups(sigma, alpha)
-        if self.covariance_type in ("isotropic", "diagonal") and self.backend == "numba":
+        if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
-        if self.covariance_type == "low-rank" and self.backend == "numba":
+        if self.covariance_type == "low-rank" and self.backend != "numpy":
             pairs = groups[1]
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
@@ -196,13 +253,33 @@ class GaussianMixture(ScoreField):
                 state.add(*self._component(k, x, sigma, alpha, groups))
         return state.result()
 
-    def _reduce_kernel(self, x, sigma, alpha, groups):
+    def _reduce_kernel(self, x, sigma, alpha, groups, tiled=True, mode=RESIDUAL):
+        """The isotropic and diagonal forms on the kernels: ``(out (Q, d), lse (Q,))``, ``out``
+        by ``mode`` (:mod:`scoredyn.kernels.mixture_query`): the residual, the score or the
+        posterior mean."""
         from ..coldstart import compiling
         from ..kernels.mixture import mixture_diag, mixture_diag_tiled
         group, pairs = groups
         k, d = self.variances.shape
-        if len(pairs) <= GROUPED_LOGDET and len(pairs) * k * d <= TILED_ENTRIES:
-            # few (sigma, alpha) pairs (a denoiser call): component-major tiles
+        x = np.ascontiguousarray(x)
+        res = np.empty_like(x)
+        lse = np.empty(x.shape[0])
+        lo, hi = self.SIGMA_RANGE
+        grouped = (tiled and self.backend == "numba" and len(pairs) <= GROUPED_LOGDET
+                   and all(lo < s < hi and a * a * np.max(self.variances, initial=0.0) / s / s
+                           < 1e300 for s, a in pairs))
+        if (grouped and d > GEMM_MIN_D and mode != SCORE and np.max(np.abs(x)) < 1e100
+                and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100):
+            # large d: the quadratic forms through BLAS, with a bounded logit error
+            from .._host.mixture_gemm import mixture_gemm
+            for g, (s, a) in enumerate(pairs):
+                rows = np.flatnonzero(group == g)
+                D, lse[rows] = mixture_gemm(x[rows], self.means, self.variances, self._logpi,
+                                            s, a, self.covariance_type == "isotropic")
+                res[rows] = D if mode == DENOISE else a * D - x[rows]
+            return res, lse
+        if grouped and mode == RESIDUAL and len(pairs) * k * d <= TILED_ENTRIES:
+            # few (sigma, alpha) pairs (a denoiser call), sigma^2 normal: component-major tiles
             AMt = np.empty((len(pairs), d, k))
             Ft = np.empty((len(pairs), d, k))
             base = np.empty((len(pairs), k))
@@ -212,21 +289,28 @@ class GaussianMixture(ScoreField):
                 Ft[g] = (1.0 / (1.0 + t)).T
                 base[g] = self._logpi - 0.5 * np.log1p(t).sum(axis=1)
             inv = np.array([1.0 / (s * s) for s, _ in pairs])
-            res = np.empty_like(x)
-            lse = np.empty(x.shape[0])
             with compiling("Gaussian mixture", mixture_diag_tiled):
-                mixture_diag_tiled(np.ascontiguousarray(x), group, AMt, Ft, base, inv, res, lse)
+                mixture_diag_tiled(x, group, AMt, Ft, base, inv, res, lse)
+            far = np.flatnonzero(lse == -np.inf)
+            if far.size == 0:
+                return res, lse
+            # queries beyond float64's range from every component: the per-query kernel's limit
+            sub = self._reduce_kernel(x[far], sigma[far], alpha[far],
+                                      _groups(sigma[far], alpha[far]), tiled=False, mode=mode)
+            res[far], lse[far] = sub
             return res, lse
         if len(pairs) <= GROUPED_LOGDET:
-            logdet = np.stack([np.log1p((a * a / s / s) * self.variances).sum(axis=1)
-                               for s, a in pairs])
+            P = self._component_table()
+            logdet = np.stack([_log_det(P, s, a) for s, a in pairs])
         else:                                    # every query at its own time: in the kernel
             logdet = np.empty((0, self.n_components))
-        res = np.empty_like(x)
-        lse = np.empty(x.shape[0])
+            group = np.full(x.shape[0], -1, np.int64)
+        if self.backend == "cuda":
+            from .._host.cuda import mixture_reduce
+            return mixture_reduce(self._component_table(), x, alpha, sigma, group, logdet, mode)
         with compiling("Gaussian mixture", mixture_diag):
-            mixture_diag(np.ascontiguousarray(x), alpha, sigma, group, self.means,
-                         self.variances, self._logpi, logdet, res, lse)
+            mixture_diag(x, alpha, sigma, group, self._component_table(), logdet, res, lse,
+                         mode)
         return res, lse
 
     def _reduce_lowrank(self, x, group, pairs):
@@ -318,6 +402,46 @@ class GaussianMixture(ScoreField):
         self._check_sigma(sigma)
         return self._reduce(x, sigma, alpha)[0], None
 
+    def _denoised(self, x, sigma, alpha, label):
+        if label is not None:
+            raise ValueError("`label` is not supported by GaussianMixture.")
+        if self._exact_at_every_sigma and np.min(alpha) < DENOISE_DIRECT_BELOW:
+            # (x + res) / alpha would cancel: the kernel sums the posterior mean itself
+            return self._reduce_kernel(x, sigma, alpha, _groups(sigma, alpha), mode=DENOISE)[0]
+        return super()._denoised(x, sigma, alpha, label)
+
+    @array_io
+    def score(self, x, sigma, alpha=1.0, *, label=None):
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        if label is not None:
+            raise ValueError("`label` is not supported by GaussianMixture.")
+        if self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0]):
+            # the residual sigma^2 grad log p underflows where the score does not
+            return self._reduce_kernel(x64, sigma, alpha, _groups(sigma, alpha),
+                                       mode=SCORE)[0].astype(dt, copy=False)
+        return self._over_sigma(self.residual(x64, sigma, alpha)[0], sigma, None,
+                                2).astype(dt, copy=False)
+
+    score.__doc__ = ScoreField.score.__doc__
+
+    @array_io
+    def noise(self, x, sigma, alpha=1.0, *, label=None):
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        if label is not None:
+            raise ValueError("`label` is not supported by GaussianMixture.")
+        res = self.residual(x64, sigma, alpha)[0]
+        out = -self._over_sigma(res, sigma, None, 1)
+        if self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0]):
+            # -sigma * score where the residual underflowed to 0 (positive variances)
+            with np.errstate(under="ignore", over="ignore"):
+                direct = -sigma[:, None] * self._reduce_kernel(x64, sigma, alpha,
+                                                               _groups(sigma, alpha),
+                                                               mode=SCORE)[0]
+            out = np.where(np.isfinite(direct), direct, out)
+        return out.astype(dt, copy=False)
+
+    noise.__doc__ = ScoreField.noise.__doc__
+
     def log_density(self, x, sigma, alpha=1.0):
         """Normalised ``log p_t(x)``, shape (Q,)."""
         x64, sigma, alpha, _ = self._prepare(x, sigma, alpha)
@@ -326,7 +450,7 @@ class GaussianMixture(ScoreField):
 
     def weights(self, x, sigma, alpha=1.0):
         """Responsibilities ``rho_k(x)`` of the components at time t, shape (Q, K) (dense)."""
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha, every_sigma=False)
         return self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha)).astype(dt)
 
     def _responsibilities(self, x, sigma, alpha, groups):
@@ -344,7 +468,7 @@ class GaussianMixture(ScoreField):
         g g^T``, ``g_k = -P_k u_k``, ``P_k = C_k^{-1}`` (``sigma^2 P_k`` formed from the
         factors in (0, 1] as above).
         """
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha, every_sigma=False)
         q, d = x64.shape
         s2 = (sigma * sigma)[:, None, None]
         groups = _groups(sigma, alpha)
@@ -411,6 +535,20 @@ def _nonnegative(v):
         raise ValueError(f"`covariances[{k}]` must be positive semi-definite (non-negative "
                          f"variances); got {v[k][v[k] < 0][0]:.3g}.")
     return np.ascontiguousarray(v)
+
+
+def _log_det(P, sigma, alpha):
+    """``sum_j log1p(alpha^2 v_kj / sigma^2)`` per component of the table ``P`` (K,), every
+    sigma > 0: ``log1p`` of the squared ratio, or twice the log of the ratio where its
+    square overflows (:func:`scoredyn.kernels.mixture_query.log_det_term`)."""
+    d = (P.shape[1] - 2) // 2
+    asd = alpha * P[:, d:2 * d]
+    with np.errstate(over="ignore", divide="ignore"):
+        r = asd / sigma
+        out = np.where(r < 1e150, np.log1p(np.minimum(r, 1e150) ** 2),
+                       2.0 * np.where(np.isfinite(r), np.log(r),
+                                      np.log(asd) - np.log(sigma)))
+    return out.sum(axis=1)
 
 
 def _groups(sigma, alpha):

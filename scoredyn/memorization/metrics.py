@@ -80,7 +80,10 @@ def bootstrap_ci(values, *, n_bootstrap=1000, level=0.95, rng=None):
     level = as_scalar(level, "level", low=0.0, low_inclusive=False)
     if level >= 1.0:
         raise ValueError(f"`level` must lie in (0, 1); got {level}.")
-    if n_bootstrap == 0 or values.size == 0:
+    if values.size == 0:
+        raise ValueError("`values` must contain at least one value (an empty sample has no "
+                         "mean to bound).")
+    if n_bootstrap == 0:
         return float("nan"), float("nan")
     rng = as_rng(rng)
     means = np.empty(n_bootstrap)

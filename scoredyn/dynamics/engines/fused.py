@@ -8,9 +8,11 @@
 * ``"cuda"`` — :mod:`scoredyn.kernels.cuda_odeint`, one GPU thread per
   trajectory (``d <= 16``, at most 7 stages).
 
-All three need an :class:`scoredyn.EmpiricalScore` (unregularised, Tikhonov or
-Empirical Bayes) and a one-step method; they read the same
-:class:`KernelProblem` and write the same :class:`KernelOutputs`.
+All three need a one-step method and an :class:`scoredyn.EmpiricalScore`
+(unregularised, Tikhonov or Empirical Bayes); "numba" and "cuda" also take an
+isotropic or diagonal :class:`scoredyn.GaussianMixture` (its component table in
+place of the data: the sites of the diagnostics are the component means).  They
+read the same :class:`KernelProblem` and write the same :class:`KernelOutputs`.
 """
 from dataclasses import dataclass
 
@@ -65,10 +67,10 @@ class KernelProblem:
 
     @classmethod
     def from_problem(cls, problem):
-        """Build the kernels' description of ``problem`` (its field an EmpiricalScore)."""
+        """Build the kernels' description of ``problem`` (a field the fused kernels take)."""
         from ...fields.regularization import EmpiricalBayes, Tikhonov
         meth = problem.method
-        reg = problem.field.regularization
+        reg = getattr(problem.field, "regularization", None)
         if reg is None:
             kind, param = tr.REG_NONE, 0.0
         elif isinstance(reg, Tikhonov):
@@ -171,20 +173,49 @@ class KernelOutputs:
 FUSED_EXP = 450
 
 
-def _fused_unavailable(problem):
+#: a mixture's sigma = e^{-s} must keep 2 sigma^2 = e^{-2s} a finite, non-zero float64 in the
+#: fused loop: spans within |s| <= MIXTURE_MAX_S
+MIXTURE_MAX_S = 340.0
+
+
+def _fused_unavailable(problem, mixtures=True):
     from ...fields.empirical import EmpiricalScore
-    if type(problem.field) is not EmpiricalScore:
-        return (f"it needs an EmpiricalScore field (got {type(problem.field).__name__}); "
-                f"the 'numpy' engine runs any field")
+    from ...fields.mixture import GaussianMixture
+    field = problem.field
+    if type(field) is GaussianMixture and mixtures:
+        if not field._exact_at_every_sigma:
+            return (f"it takes isotropic and diagonal mixtures on backend 'numba' (got a "
+                    f"{field.covariance_type} one on backend {field.backend!r}); the 'numpy' "
+                    f"engine runs every mixture")
+        span = np.abs(problem.grid[0][[0, -1]])
+        if np.max(span) > MIXTURE_MAX_S:
+            return (f"it integrates a mixture for |s| <= {MIXTURE_MAX_S:g} (got the span "
+                    f"({problem.grid[0][0]:g}, {problem.grid[0][-1]:g}))")
+    elif type(field) is not EmpiricalScore:
+        kinds = "an EmpiricalScore or a GaussianMixture" if mixtures else "an EmpiricalScore"
+        return (f"it needs {kinds} field (got {type(field).__name__}); the 'numpy' engine "
+                f"runs any field")
     if not problem.one_step:
         return (f"it needs a one-step method with a dense output if adaptive (got "
                 f"{problem.method.name!r}); the 'numpy' engine runs every method")
+    if type(field) is GaussianMixture:
+        return None
     # (states that overflow on the way are reported by the kernels' status instead)
-    m = float(np.max(np.abs(problem.field.data)))
+    m = float(np.max(np.abs(field.data)))
     if m > 0 and not 2.0 ** -FUSED_EXP <= m <= 2.0 ** FUSED_EXP:
         return (f"the data reach magnitude {m:.3g}, beyond 2^+-{FUSED_EXP} where its squared "
                 f"distances over- or underflow; the 'numpy' engine rescales them")
     return None
+
+
+def _kernel_data(problem, layout):
+    """What the fused kernels read as ``X``: the data (``layout`` "cpu": transposed (d, N);
+    "gpu": (N, d)), or a mixture's component table (K, 2 d + 2)."""
+    field = problem.field
+    if hasattr(field, "_component_table"):
+        return field._component_table()
+    prepared = field._prepared(problem.label)
+    return prepared.XT if layout == "cpu" else prepared.X
 
 
 class NumbaEngine(Engine):
@@ -200,9 +231,12 @@ class NumbaEngine(Engine):
         from ...kernels import odeint
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        with compiling("solve (per trajectory)", odeint.integrate_chunk):
-            odeint.integrate(problem.field._prepared(problem.label).XT, *kp.arrays(),
-                             *out.arrays())
+        mixture = hasattr(problem.field, "_component_table")
+        chunk = odeint.integrate_mixture_chunk if mixture else odeint.integrate_chunk
+        with compiling("solve (per trajectory)" + (", Gaussian mixture" if mixture else ""),
+                       chunk):
+            odeint.integrate(_kernel_data(problem, "cpu"), *kp.arrays(), *out.arrays(),
+                             chunk=chunk)
         return out.result(problem, self.name)
 
 
@@ -213,7 +247,7 @@ class LaneEngine(NumbaEngine):
     name = "numba-lanes"
 
     def unavailable(self, problem):
-        why = _fused_unavailable(problem)
+        why = _fused_unavailable(problem, mixtures=False)
         if why is None and (problem.recentre or problem.delta is not None):
             why = "`recentre` and `delta` need the 'numba' or 'cuda' engine"
         return why
@@ -248,5 +282,6 @@ class CudaEngine(Engine):
         from ..._host import cuda as _cuda
         kp = KernelProblem.from_problem(problem)
         out = KernelOutputs.allocate(kp.n_save, *problem.y0.shape)
-        _cuda.integrate(problem.field._prepared(problem.label).X, kp, out)
+        _cuda.integrate(_kernel_data(problem, "gpu"), kp, out,
+                        mixture=hasattr(problem.field, "_component_table"))
         return out.result(problem, self.name)
