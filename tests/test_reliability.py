@@ -4,6 +4,7 @@ Table-driven, one table per entry point: each bad input with the error it must r
 a message that names the parameter; each extreme input with its exact answer.
 """
 import io
+import os
 import time
 from contextlib import redirect_stderr
 
@@ -271,10 +272,18 @@ CLI_BAD = [
     (["figures", "--only", "fig99"], r"unknown figure 'fig99' in --only"),
     (["figures", "--out", "{file}"], r"argument --out: .* exists and is not a folder"),
     (["run", "--out", "{file}"], r"argument --out: .* exists and is not a folder"),
+    # writability is tried, not read off permission bits (root may write anywhere they say)
+    pytest.param(["verify", "--json", "/proc/x.json"], r"argument --json: '/proc/x.json' is "
+                 r"not writable", marks=pytest.mark.skipif(not os.path.isdir("/proc/self"),
+                                                           reason="needs Linux's /proc")),
+    pytest.param(["figures", "--out", "/proc/new"], r"argument --out: '/proc' is not writable",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc/self"),
+                                          reason="needs Linux's /proc")),
 ]
 
 
-@pytest.mark.parametrize("argv,match", CLI_BAD, ids=[" ".join(a) for a, _ in CLI_BAD])
+@pytest.mark.parametrize("argv,match", CLI_BAD,
+                         ids=[" ".join(getattr(c, "values", c)[0]) for c in CLI_BAD])
 def test_cli_refuses_in_one_line_with_exit_code_2(argv, match, tmp_path, capsys):
     import re
     afile = tmp_path / "a_file"

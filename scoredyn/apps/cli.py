@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 
 
@@ -45,8 +46,15 @@ def _output_file(text):
     parent = path.parent if str(path.parent) else pathlib.Path(".")
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+    # try it (permission bits do not tell for root, or on /proc and read-only mounts)
+    existed = path.exists()
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not writable ({exc.strerror})") from None
+    if not existed:
+        path.unlink()
     return text
 
 
@@ -62,8 +70,13 @@ def _output_dir(text):
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{str(existing)!r} is not a folder, so {text!r} "
                                          f"cannot be made")
-    if not os.access(existing, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable")
+    try:                     # try it: permission bits do not tell for root or on /proc
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".scoredyn-probe-")
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{str(existing)!r} is not writable "
+                                         f"({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
     return text
 
 
