@@ -79,7 +79,8 @@ def test_effective_memorization_interpolates_the_crossing():
     # 0.9 lies halfway between 0.95 and 0.85 in ratio: geometric midpoint of 200 and 400
     assert abs(res.emm - np.sqrt(200 * 400)) < 1e-9
     assert effective_memorization(sizes, [1, 1, 0.99, 0.95]).bound == "lower"
-    assert np.isnan(effective_memorization(sizes, [0.5, 0.4, 0.3, 0.2]).emm)
+    below = effective_memorization(sizes, [0.5, 0.4, 0.3, 0.2])
+    assert below.bound == "upper" and below.emm == 100.0          # below every size measured
     with pytest.raises(ValueError, match=r"`sizes` must be positive and strictly increasing"):
         effective_memorization([3, 2], [1, 1])
     with pytest.raises(ValueError, match=r"`zeta` must lie in \(0, 1\); got 1.0"):

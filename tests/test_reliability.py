@@ -437,6 +437,50 @@ def test_adam_betas_are_checked(betas, match):
     assert all(np.all(np.isfinite(p)) for p in net.params)
 
 
+def test_diverged_training_stops_and_says_so():
+    """A step with a non-finite loss or gradient stops the training with the step and the
+    learning rate named; the parameters stay those of the last finite step."""
+    net = sd.ScoreMLP(2, width=8, depth=1, rng=0)
+    with pytest.raises(FloatingPointError, match=r"Training diverged at step \d+.*lower `lr` "
+                                                 r"\(got 1e\+300\)"):
+        net.fit(np.random.default_rng(0).standard_normal((20, 2)), steps=50, lr=1e300, rng=0)
+    assert all(np.all(np.isfinite(p)) for p in net.params)
+
+
+SMOOTHNESS_BAD = [
+    (lambda: sd.smoothness.noised_pair(sd.DDPM(), [0.0, 1.0], [1.0, 2.0, 3.0], 5),
+     r"`x0` and `y0` must have the same length; got 2 and 3"),
+    (lambda: sd.smoothness.interpolation_loss(_E, sd.DDPM(), [0.0, 1.0], [1.0, 0.0], 5, [2.0]),
+     r"`lambdas` must be a 1-D array in \[0, 1\]"),
+    (lambda: sd.smoothness.pseudo_difference_quotient(_E, sd.DDPM(), [0.0, 1.0], [0.0, 1.0], 5,
+                                                      [0.5]), r"`x0` and `y0` must differ"),
+    (lambda: sd.smoothness.noised_pair(sd.DDPM(), [0.0, np.nan], [1.0, 2.0], 5),
+     r"`x0` must be a non-empty 1-D vector of finite numbers"),
+    (lambda: sd.ddpm.mixed_sample(_E, _E, sd.DDPM(), np.zeros((2, 2)), (0, 5000)),
+     r"`window` must lie within the schedule's steps \[0, 1000\]"),
+    (lambda: sd.ddpm.mixed_sample(_E, _E, sd.DDPM(), np.zeros((2, 2)), (0, 2.7)),
+     r"`window` must be a pair of integer steps"),
+]
+_E = sd.EmpiricalScore(np.eye(2))
+
+
+@pytest.mark.parametrize("call,match", SMOOTHNESS_BAD, ids=[m[:40] for _, m in SMOOTHNESS_BAD])
+def test_smoothness_and_mixed_sampling_refuse(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_mixed_sampling_needs_a_ddpm_schedule():
+    with pytest.raises(TypeError, match=r"`schedule` must be a DDPM schedule; got VE"):
+        sd.ddpm.mixed_sample(_E, _E, sd.VE(), np.zeros((2, 2)), (0, 5))
+
+
+def test_emm_below_every_size_is_an_upper_bound():
+    """A curve already below 1 - zeta at the smallest size: the EMM lies below it (it was NaN)."""
+    res = sd.emm.effective_memorization([10, 50, 100], [0.5, 0.2, 0.1])
+    assert res.bound == "upper" and res.emm == 10.0
+
+
 # -- random generators, labels, the mixture's sigma range ---------------------------------------
 
 @pytest.mark.parametrize("call", [

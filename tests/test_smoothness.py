@@ -66,7 +66,7 @@ def test_bad_input():
     f = sd.EmpiricalScore(np.eye(3))
     with pytest.raises(ValueError, match=r"`t` must be an integer step in \[1, 1000\]; got 0"):
         pseudo_difference_quotient(f, DD, np.zeros(3), np.ones(3), 0, [0.5])
-    with pytest.raises(ValueError, match=r"`lambdas` must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`lambdas` must be a 1-D array in \[0, 1\)"):
         pseudo_difference_quotient(f, DD, np.zeros(3), np.ones(3), 5, [1.0])
     with pytest.raises(TypeError, match=r"`schedule` must be a DDPM schedule"):
         interpolation_loss(f, sd.VP(), np.zeros(3), np.ones(3), 5, [0.5])

@@ -165,6 +165,8 @@ class ScoreMLP(ScoreField):
         """Train by denoising score matching with Adam; returns a :class:`TrainingLog`.
 
         Successive calls continue training (Adam's moments and step count persist).
+        A step whose loss or gradient is not finite stops the training with a
+        ``FloatingPointError`` (the parameters are left at the last finite step).
         Each step draws a minibatch of training points (all of them when
         ``batch >= N``: full batch), ``log sigma`` uniform on
         ``[log sigma_min, log sigma_max]`` and fresh noise.
@@ -197,7 +199,14 @@ class ScoreMLP(ScoreField):
                 x0 = X[rng.integers(0, X.shape[0], batch)]
             sig = np.exp(rng.uniform(lo, hi, x0.shape[0]))
             eps = rng.standard_normal(x0.shape)
-            loss, grads = self.loss_and_grad(x0, sig, eps, c)
+            with np.errstate(over="ignore", invalid="ignore"):    # reported just below
+                loss, grads = self.loss_and_grad(x0, sig, eps, c)
+            if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)):
+                self._adam = (m, v, step - 1)
+                raise FloatingPointError(
+                    f"Training diverged at step {step}: the loss or its gradient is not finite "
+                    f"(loss {loss:.3g}). The parameters are those after step {step - 1}; "
+                    f"lower `lr` (got {lr:g}) or rescale the data.")
             acc += loss
             for k, (p, gk) in enumerate(zip(self.params, grads)):
                 m[k] = b1 * m[k] + (1 - b1) * gk

@@ -66,13 +66,18 @@ class DDPMOptimum:
         return self.field.denoise(x, self.schedule.sigma(t), self.schedule.alpha(t), **kw)
 
 
-def _window(window):
+def _window(window, T):
     try:
-        i, j = (int(v) for v in window)
-    except (TypeError, ValueError):
+        i, j = window
+        if any(isinstance(v, bool) or float(v) != int(v) for v in (i, j)):
+            raise ValueError
+        i, j = int(i), int(j)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"`window` must be a pair of integer steps (i, j); got {window!r}.") from None
     if i < 0 or j < 0:
         raise ValueError(f"`window` must be non-negative steps (i, j); got {(i, j)}.")
+    if i <= j and j > T:
+        raise ValueError(f"`window` must lie within the schedule's steps [0, {T}]; got {(i, j)}.")
     return i, j
 
 
@@ -95,7 +100,9 @@ def mixed_sample(inside, outside, schedule, x_T, window, *, sampler="ddpm", rng=
     -------
     (Q, d) ndarray
     """
-    i, j = _window(window)
+    if not isinstance(schedule, DDPM):
+        raise TypeError(f"`schedule` must be a DDPM schedule; got {type(schedule).__name__}.")
+    i, j = _window(window, schedule.T)
 
     def field_at(t):
         return inside if i <= t <= j else outside

@@ -22,7 +22,8 @@ class EMMResult:
     emm : float
         Interpolated crossing (linear in log N between the bracketing sizes);
         the largest size if the curve never drops below ``1 - zeta`` (then a
-        lower bound: ``bound = "lower"``), NaN if it starts below (``bound = "upper"``).
+        lower bound: ``bound = "lower"``); the smallest size if the curve starts below
+        (then an upper bound, ``bound = "upper"``: the EMM lies below the sizes measured).
     sizes, ratios : ndarray
     zeta : float
     bound : str
@@ -66,7 +67,7 @@ def effective_memorization(sizes, ratios, zeta=0.1):
     level = 1.0 - zeta
     above = ratios >= level
     if not above[0]:
-        return EMMResult(float("nan"), sizes, ratios, zeta, "upper")
+        return EMMResult(float(sizes[0]), sizes, ratios, zeta, "upper")
     below = np.flatnonzero(~above)
     if below.size == 0:
         return EMMResult(float(sizes[-1]), sizes, ratios, zeta, "lower")

@@ -33,19 +33,50 @@ def _check(field, schedule, t):
     return float(schedule.sigma(t)), float(schedule.alpha(t))
 
 
+def _pair(x0, y0):
+    """``x0, y0`` as finite float vectors of one length (two training points)."""
+    out = []
+    for name, v in (("x0", x0), ("y0", y0)):
+        try:
+            v = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"`{name}` must be a vector of numbers; got {v!r}.") from None
+        if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+            raise ValueError(f"`{name}` must be a non-empty 1-D vector of finite numbers; got "
+                             f"shape {v.shape}.")
+        out.append(v)
+    if out[0].shape != out[1].shape:
+        raise ValueError(f"`x0` and `y0` must have the same length; got {out[0].size} and "
+                         f"{out[1].size}.")
+    return out
+
+
+def _lambdas(lambdas, hi_open):
+    lam = np.asarray(lambdas, dtype=float)
+    if lam.ndim != 1 or not np.all(np.isfinite(lam)) or np.any(lam < 0) or np.any(
+            lam >= 1 if hi_open else lam > 1):
+        raise ValueError(f"`lambdas` must be a 1-D array in [0, 1{')' if hi_open else ']'}; "
+                         f"got {lambdas!r}.")
+    return lam
+
+
 def noised_pair(schedule, x0, y0, t, rng=None):
     """``(x_t, y_t)`` with one shared noise draw, each of shape (d,)."""
-    eps = as_rng(rng).standard_normal(np.shape(x0))
+    if not isinstance(schedule, DDPM):
+        raise TypeError(f"`schedule` must be a DDPM schedule; got {type(schedule).__name__}.")
+    x0, y0 = _pair(x0, y0)
+    eps = as_rng(rng).standard_normal(x0.shape)
     a, s = float(schedule.alpha(t)), float(schedule.sigma(t))
-    return a * np.asarray(x0, float) + s * eps, a * np.asarray(y0, float) + s * eps
+    return a * x0 + s * eps, a * y0 + s * eps
 
 
 def pseudo_difference_quotient(field, schedule, x0, y0, t, lambdas, *, rng=None):
     """eq. 28 for the noise prediction of ``field`` at step t, shape (len(lambdas),)."""
     s, a = _check(field, schedule, t)
-    lam = np.asarray(lambdas, dtype=float)
-    if np.any((lam < 0) | (lam >= 1)):
-        raise ValueError("`lambdas` must lie in [0, 1).")
+    lam = _lambdas(lambdas, hi_open=True)
+    x0, y0 = _pair(x0, y0)
+    if np.array_equal(x0, y0):
+        raise ValueError("`x0` and `y0` must differ (the quotient divides by |x_t - y_t|).")
     xt, yt = noised_pair(schedule, x0, y0, t, rng)
     z = lam[:, None] * xt + (1 - lam[:, None]) * yt
     f = field.noise(np.vstack([xt[None], z]), s, a)
@@ -55,10 +86,11 @@ def pseudo_difference_quotient(field, schedule, x0, y0, t, lambdas, *, rng=None)
 def interpolation_loss(field, schedule, x0, y0, t, lambdas, *, rng=None):
     """eqs. 9-10: ``|x-hat(z_t(lambda), t) - z_0(lambda)|``, shape (len(lambdas),)."""
     s, a = _check(field, schedule, t)
-    lam = np.asarray(lambdas, dtype=float)
+    lam = _lambdas(lambdas, hi_open=False)
+    x0, y0 = _pair(x0, y0)
     xt, yt = noised_pair(schedule, x0, y0, t, rng)
     zt = lam[:, None] * yt + (1 - lam[:, None]) * xt
-    z0 = lam[:, None] * np.asarray(y0, float) + (1 - lam[:, None]) * np.asarray(x0, float)
+    z0 = lam[:, None] * y0 + (1 - lam[:, None]) * x0
     return np.linalg.norm(field.denoise(zt, s, a) - z0, axis=1)
 
 
