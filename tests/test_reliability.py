@@ -166,6 +166,9 @@ HELPERS_BAD = [
      r"All entries of `data` must be finite"),
     (sd.convergence.sufficient_time, (2.7, 1.0, 0.1, 1.0), ValueError,
      r"`n` must be a positive integer; got 2.7"),
+    (lambda T: sd.DDPM(T=T), (2.5,), ValueError, r"`T` must be a positive integer; got 2.5"),
+    (lambda b: sd.DDPM(beta_end=b), (2.0,), ValueError, r"`beta_end` must lie in \(0, 1\)"),
+    (lambda b: sd.DDPM(betas=b), ("abc",), ValueError, r"`betas` must be a 1-D array of numbers"),
 ]
 
 
@@ -364,6 +367,19 @@ def test_solve_beyond_the_fused_range_runs_on_numpy(c):
     with pytest.raises(ValueError, match=r"`engine`='numba' cannot run this problem: the data "
                                          r"reach magnitude"):
         sd.solve(f, y0 * c, (0.0, 1.0), engine="numba")
+
+
+def test_far_starts_run_on_numpy():
+    """Starts beyond 2^450 (the data at unit scale): squared distances overflow in the fused
+    kernels, which ended every trajectory as 'non-finite'; the automatic choice takes the numpy
+    engine, whose answer is the exact e^{-s} contraction towards the data."""
+    X = np.random.default_rng(27).standard_normal((20, 2))
+    y0 = np.random.default_rng(28).standard_normal((4, 2)) * 1e300
+    r = sd.solve(sd.EmpiricalScore(X), y0, (0.0, 2.0), rtol=1e-10, atol=1e-300)
+    assert r.engine == "numpy" and r.success
+    np.testing.assert_allclose(r.y, y0 * np.exp(-2.0), rtol=1e-8)
+    with pytest.raises(ValueError, match=r"the starts reach magnitude 1.*e\+300"):
+        sd.solve(sd.EmpiricalScore(X), y0, (0.0, 2.0), engine="numba")
 
 
 # -- checkpoints ----------------------------------------------------------------------------

@@ -175,8 +175,17 @@ class DDPM:
 
     def __init__(self, betas=None, *, T=1000, beta_start=1e-4, beta_end=0.02):
         if betas is None:
+            T = as_count(T, "T")
+            beta_start = as_scalar(beta_start, "beta_start", low=0.0, low_inclusive=False)
+            beta_end = as_scalar(beta_end, "beta_end", low=0.0, low_inclusive=False)
+            for name, b in (("beta_start", beta_start), ("beta_end", beta_end)):
+                if b >= 1.0:
+                    raise ValueError(f"`{name}` must lie in (0, 1); got {b}.")
             betas = np.linspace(beta_start, beta_end, T)
-        betas = np.asarray(betas, dtype=float)
+        try:
+            betas = np.asarray(betas, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"`betas` must be a 1-D array of numbers; got {betas!r}.") from None
         if betas.ndim != 1 or betas.size == 0:
             raise ValueError(f"`betas` must be a non-empty 1-D array; got shape {betas.shape}.")
         if not np.all((betas > 0) & (betas < 1)):

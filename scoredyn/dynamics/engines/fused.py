@@ -200,11 +200,16 @@ def _fused_unavailable(problem, mixtures=True):
                 f"{problem.method.name!r}); the 'numpy' engine runs every method")
     if type(field) is GaussianMixture:
         return None
-    # (states that overflow on the way are reported by the kernels' status instead)
+    # the states stay within the hull of the starts and the data (Baptista et al. 2025, the
+    # trajectories are bounded), so these two magnitudes bound every distance the kernels form
     m = float(np.max(np.abs(field.data)))
     if m > 0 and not 2.0 ** -FUSED_EXP <= m <= 2.0 ** FUSED_EXP:
         return (f"the data reach magnitude {m:.3g}, beyond 2^+-{FUSED_EXP} where its squared "
                 f"distances over- or underflow; the 'numpy' engine rescales them")
+    m0 = float(np.max(np.abs(problem.y0))) if problem.y0.size else 0.0
+    if m0 > 2.0 ** FUSED_EXP:
+        return (f"the starts reach magnitude {m0:.3g}, beyond 2^{FUSED_EXP} where their squared "
+                f"distances overflow; the 'numpy' engine rescales them")
     return None
 
 
