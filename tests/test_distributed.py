@@ -144,6 +144,12 @@ def test_ensemble_bad_input(client, tmp_path):
         sdd.connect("tcp://127.0.0.1:9", timeout=1)
     with pytest.raises(ValueError, match="`workers` must be a positive integer"):
         sdd.connect(workers=0)
+    with pytest.raises(ValueError, match="`timeout` must be positive; got -1.0"):
+        sdd.connect("tcp://127.0.0.1:9", timeout=-1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match=r"`store` .* cannot be made"):
+        sdd.solve(field, y0, (0.0, 1.0), client=client, store=blocker / "sub")
 
 
 # -- sharded training sets ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 import contextlib
 import warnings
 
+from .._validation import as_scalar
+
 #: how long :func:`connect` waits for a scheduler address to answer (seconds)
 CONNECT_TIMEOUT = 10
 
@@ -39,7 +41,8 @@ def connect(client=None, *, workers=None, timeout=None):
         cluster); the caller closes it (:func:`session` does).
     """
     distributed = require()
-    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    timeout = CONNECT_TIMEOUT if timeout is None else as_scalar(timeout, "timeout", low=0.0,
+                                                                 low_inclusive=False)
     if isinstance(client, distributed.Client):
         if workers is not None:
             raise ValueError("Give either `client` or `workers`, not both.")

@@ -133,7 +133,11 @@ def _claim(store, field, y0, s_span, options, chunk_size):
         return
     if os.path.exists(store) and not os.path.isdir(store):
         raise FileExistsError(f"`store` {store!r} exists and is not a directory.")
-    os.makedirs(store, exist_ok=True)
+    try:
+        os.makedirs(store, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"`store` {store!r} cannot be made ({exc.strerror}); give a folder "
+                         f"this process (and every worker) can write.") from None
     with open(path, "w") as f:
         json.dump(manifest, f)
 
