@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.dynamics.engines import ENGINES, LANE_MIN_TRAJECTORIES
+from scoredyn.dynamics.engines import (ENGINES, LANE_MAX_ND, LANE_MIN_TRAJECTORIES, NUMPY_MIN_D,
+                                       NUMPY_MIN_N, NUMPY_MIN_Q, choose)
 
 from .test_ode import authors_data
 
@@ -66,6 +67,25 @@ def test_the_automatic_choice(q, kw, expected):
     y0 = np.random.default_rng(13).standard_normal((q, 2))
     assert sd.solve(field, y0, (0.0, 1.0), backend=kw.pop("backend", "numba"), **kw
                     ).engine == expected
+
+
+@pytest.mark.parametrize("n,d,q,backend,expected", [
+    (LANE_MAX_ND // 2, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
+    (LANE_MAX_ND // 2 + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
+    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q, "auto", "numpy"),              # GEMM regime
+    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q, "numba", "numba"),             # asked for
+    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q - 1, "auto", "numba"),
+    (NUMPY_MIN_N - 1, NUMPY_MIN_D, NUMPY_MIN_Q, "auto", "numba"),
+])
+def test_the_automatic_choice_by_size(monkeypatch, n, d, q, backend, expected):
+    """The measured crossovers (scoredyn.dynamics.engines): lanes only for small data, the
+    numpy engine's batched GEMM stages for large data in high dimension under "auto"."""
+    from scoredyn import backend as backend_module
+    monkeypatch.setattr(backend_module, "cuda_status", lambda: (False, "no GPU in this test"))
+    rng = np.random.default_rng(14)
+    field = sd.EmpiricalScore(rng.standard_normal((n, d)))
+    problem = sd.dynamics.solver.problem(field, rng.standard_normal((q, d)), (0.0, 1.0))
+    assert choose(problem, backend=backend).name == expected
 
 
 def test_fields_the_fused_kernels_do_not_take_run_on_numpy():

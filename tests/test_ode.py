@@ -428,9 +428,12 @@ def test_lane_kernel_failures_are_reported(authors_problem):
     # above): an absolute tolerance, since a component near 0 carries the same absolute
     # difference (a bare rtol failed on a component of 0.006 off by 1.7e-10)
     np.testing.assert_allclose(a.y, b.y, rtol=1e-9, atol=1e-9)
-    y0[::3] = 1e300                                       # Euler overflows from there
-    a = _lanes(field, y0, (0.0, 2e10), method="euler", h=1e10)
-    b = _per_trajectory(field, y0, (0.0, 2e10), method="euler", h=1e10)
+    # Euler with h = 1e10 multiplies the state by ~1e10 a step: from 1e100 the squared
+    # distances overflow within 10 steps, from O(1) not (starts beyond 2^450 would be
+    # refused by the fused engines)
+    y0[::3] = 1e100
+    a = _lanes(field, y0, (0.0, 1e11), method="euler", h=1e10)
+    b = _per_trajectory(field, y0, (0.0, 1e11), method="euler", h=1e10)
     assert np.all(a.status[::3] == 3) and np.all(np.isfinite(a.y))
     np.testing.assert_array_equal(a.status, b.status)
     np.testing.assert_array_equal(a.y, b.y)
