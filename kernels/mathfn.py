@@ -7,10 +7,10 @@ same for ``np.log`` (the step controller's powers, formed as exp of logs).
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import FASTMATH_STRICT
+from .config import FASTMATH, FASTMATH_STRICT
 from .scalar import softmax_exponent_cpu
 
 _LOG2E = 1.4426950408889634
@@ -138,3 +138,24 @@ def exp_any(x):
     """
     e = exp_nonpos(-abs(x))     # one exp: vectorised, both branches would be evaluated
     return e if x <= 0.0 else 1.0 / e
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def exp_sum(x, reps):
+    """``reps`` times ``sum_i exp_nonpos(x_i)``, the repetitions spread over every core: the
+    rate at which this machine forms softmax weights (an evaluation of the empirical field
+    takes N of them), with ``x`` small enough to stay in cache.
+
+    Parameters
+    ----------
+    x : (n,) float64
+        Arguments <= 0.
+    reps : int
+    """
+    total = 0.0
+    for r in prange(reps):
+        s = 0.0
+        for i in range(x.shape[0]):
+            s += exp_nonpos(x[i] - 1e-3 * r)
+        total += s
+    return total

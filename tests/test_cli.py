@@ -1,6 +1,7 @@
 """The command line: `scoredyn verify` (the main job) and `scoredyn bench` run and report."""
 import json
 
+import numpy as np
 import pytest
 
 from scoredyn.apps import cli
@@ -95,3 +96,20 @@ def test_store_needs_a_cluster(tmp_path, capsys):
         cli.main(["verify", "--quick", "--store", str(tmp_path)])
     assert exc.value.code == 2
     assert "--store keeps the claims' results of a cluster run" in capsys.readouterr().err
+
+
+def test_ode_peers_agree_with_scoredyn():
+    """The optional peers of ``bench ode`` (diffrax, torchdiffeq; skipped where neither is
+    installed) integrate the same ODE: at rtol 1e-8 their end points agree with scoredyn's
+    dopri5 at rtol 1e-10 to ~1e-6 (the tolerance times the flow's growth over s <= 4)."""
+    from scoredyn.apps import bench_peers
+    rng = np.random.default_rng(0)
+    data, y0 = rng.standard_normal((5, 2)), rng.standard_normal((70, 2))
+    peers = bench_peers.ode_peers(data, y0, 4.0)
+    if not peers:
+        pytest.skip("neither diffrax nor torchdiffeq is installed")
+    import scoredyn as sd
+    ref = sd.solve(sd.EmpiricalScore(data), y0, (0.0, 4.0), rtol=1e-10, atol=1e-12).y
+    for label, kind, run in peers:
+        assert kind == "rtol"
+        np.testing.assert_allclose(run(1e-8), ref, rtol=0, atol=1e-6, err_msg=label)

@@ -231,9 +231,10 @@ def _ode_problem(q, n, d, s1, rng, echo):
 _REFERENCES = {}
 
 
-def _ode_methods(data, y0, s1):
+def _ode_methods(data, y0, s1, nfev):
     """``(label, kind, run)`` for every timed method: ``run(setting)`` returns the final states
-    (``kind`` "rtol": atol = rtol / 100; "h": the fixed step)."""
+    (``kind`` "rtol": atol = rtol / 100; "h": the fixed step); scoredyn's runs leave their
+    evaluation count in ``nfev[label]``."""
     from scipy.integrate import solve_ivp
 
     from ..dynamics.solver import solve
@@ -243,18 +244,33 @@ def _ode_methods(data, y0, s1):
     methods = []
     for method, kind in (("gl-dopri5", "rtol"), ("dopri5", "rtol"), ("etdrk4", "h"),
                          ("rk4", "h")):
-        def run(setting, method=method, kind=kind):
+        label = f"scoredyn {method} (numba)"
+
+        def run(setting, method=method, kind=kind, label=label):
             kw = {"rtol": setting, "atol": setting * 1e-2} if kind == "rtol" else {"h": setting}
-            return solve(field, y0, (0.0, s1), method=method, **kw).y
+            res = solve(field, y0, (0.0, s1), method=method, **kw)
+            nfev[label] = int(res.nfev.sum())
+            return res.y
         solve(field, y0[:200], (0.0, s1), method=method,
               **({"rtol": 1e-6} if kind == "rtol" else {"h": 0.1}))     # compile
-        methods.append((f"scoredyn {method} (numba)", kind, run))
+        methods.append((label, kind, run))
     for method in ("RK45", "DOP853"):
         def run(rtol, method=method):
             sol = solve_ivp(rhs, (0.0, s1), y0.ravel(), method=method, rtol=rtol, atol=rtol * 1e-2)
             return sol.y[:, -1].reshape(q, d)
         methods.append((f"scipy solve_ivp {method} (stacked)", "rtol", run))
+    from . import bench_peers
+    methods += bench_peers.ode_peers(data, y0, s1)
     return methods
+
+
+def exp_rate(n=4096, reps=20_000, repeat=3):
+    """Softmax weights per second on every core (:func:`scoredyn.kernels.mathfn.exp_sum`,
+    the kernels' vectorised exp on a cache-resident array): best of ``repeat``."""
+    from ..kernels.mathfn import exp_sum
+    x = -np.random.default_rng(0).uniform(0.0, 50.0, n)
+    exp_sum(x, 2)
+    return n * reps / min(_timed(lambda _: exp_sum(x, reps), None) for _ in range(repeat))
 
 
 def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000), rng=0,
@@ -270,6 +286,15 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
     from ..dynamics.solver import solve
     gen, data, y0, ref = _ode_problem(q, n, d, s1, rng, echo)
     rows = []
+    rate = exp_rate()
+    bound_ns = n / rate * 1e9
+    import numba
+    echo(f"# bound: {n} exponentials per evaluation at {rate / 1e9:.2f} G exp/s "
+         f"({numba.get_num_threads()} threads, the kernels' vectorised exp) = "
+         f"{bound_ns:.2f} ns per evaluation")
+    rows.append({"method": "exp-rate bound", "seconds": None, "max_error": None,
+                 "setting": f"{rate:.3g} exp/s", "ns_per_evaluation": bound_ns})
+    nfev = {}
 
     def report(name, seconds, err, setting):
         rows.append({"method": name, "seconds": seconds, "max_error": err, "setting": setting})
@@ -277,7 +302,7 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
 
     echo(f"# Q = {q}, N = {n}, d = {d}, s in [0, {s1}], target max error {target:g}; "
          f"times: median of {repeat} runs at the setting found")
-    for name, kind, run in _ode_methods(data, y0, s1):
+    for name, kind, run in _ode_methods(data, y0, s1, nfev):
         setting = 1e-6 if kind == "rtol" else 0.1
         while True:
             err = float(np.max(np.abs(run(setting) - ref)))
@@ -285,7 +310,25 @@ def ode_benchmark(q=10_000, n=20, d=2, s1=12.0, target=1e-8, big=(100_000, 1000)
                 break
             setting = setting / np.sqrt(10.0) if kind == "rtol" else setting / 2
         seconds = float(np.median([_timed(run, setting) for _ in range(repeat)]))
-        report(name, seconds, err, f"{kind}={setting:.3g}")
+        extra = ""
+        if name in nfev:
+            per = seconds / nfev[name] * 1e9
+            extra = f", {per:.1f} ns per evaluation = {per / bound_ns:.1f}x the bound"
+        report(name, seconds, err, f"{kind}={setting:.3g}{extra}")
+        if name in nfev:
+            rows[-1].update(nfev=nfev[name], ns_per_evaluation=per,
+                            over_bound=per / bound_ns)
+    peers = [r for r in rows if r["method"].startswith(("diffrax", "torchdiffeq"))]
+    if peers:
+        best = min(peers, key=lambda r: r["seconds"])
+        same = {r["method"]: r for r in peers}.get("diffrax Dopri5 (JAX, vmap 64)")
+        for r in rows:
+            if r["method"] in nfev and r["setting"].startswith("rtol"):
+                line = (f"# {r['method']}: {best['seconds'] / r['seconds']:.1f}x the fastest "
+                        f"peer ({best['method']})")
+                if same is not None:
+                    line += f", {same['seconds'] / r['seconds']:.1f}x diffrax's Dopri5"
+                echo(line)
     # vectorised numpy exponential Euler (= DDIM): fixed steps send near-boundary starts to the
     # wrong data point, so the error stays O(1) until h resolves every crossing; reported as
     # measured, with no extrapolation
