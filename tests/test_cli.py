@@ -37,10 +37,11 @@ def test_bench_quick_runs(tmp_path, capsys):
 def test_work_precision_sweep_and_plot(tmp_path):
     """The work-precision diagram's sweep at toy size: every method at every setting, the
     errors falling as the setting tightens, and the figure written."""
-    from scoredyn.apps import bench
+    from scoredyn.apps import bench, bench_peers
     rows = bench.work_precision(q=40, rtols=(1e-4, 1e-8), steps=(0.2, 0.05), echo=lambda s: None)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    assert len(methods) == 6 and len(rows) == 12
+    n_peers = len(bench_peers.ode_peers(np.zeros((2, 2)), np.zeros((1, 2)), 1.0))  # installed
+    assert len(methods) == 6 + n_peers and len(rows) == 2 * len(methods)
     for m in methods:
         loose, tight = (r["max_error"] for r in rows if r["method"] == m)
         assert tight < loose
