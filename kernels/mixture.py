@@ -340,3 +340,116 @@ def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l,
             A[q, k] = w
             s += w
         l[q] += s
+
+
+@njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
+def mixture_lowrank_gemm_tile(A, S, T, Y, AM, F, U, Minv, c, base, hnorm, inv, a2, gamma, tau,
+                              mneg, m, l, fac):
+    """:func:`mixture_gemm_tile` for low-rank plus diagonal components (Woodbury).
+
+    Besides the diagonal part (``A``, ``S``: ``z_d = A - 2 S + c`` within ``E_d = gamma
+    (sqrt(A) + sqrt(c))^2``), the driver forms ``T = Y (Delta^{-1} U)`` minus its constant,
+    the projections ``t_k = U_k^T Delta_k^{-1} (y - a mu_k)`` of every query (r per
+    component).  Each ``t_k`` is within ``delta = gamma (sqrt(A) + sqrt(c)) hnorm_k`` in
+    2-norm (``hnorm_k^2 = sum_jp U_kjp^2 f_kj / sigma^4``, Cauchy-Schwarz), so with
+    ``|M_k^{-1}|_2 <= 1`` the correction ``t^T M^{-1} t`` is within ``2 |t| delta +
+    delta^2`` and the quadratic form ``z = z_d / sigma^2 - a^2 t^T M^{-1} t`` within
+    ``E_d / sigma^2 + a^2 (2 |t| delta + delta^2)``.  Neglect and recompute as in
+    :func:`mixture_gemm_tile` (the recomputation forms ``t`` and ``z_d`` by direct
+    differences).
+
+    Parameters
+    ----------
+    A, S : (qb, nt) float64, in/out
+        In: the diagonal products.  Out: ``exp(logit - m)`` (``A``; 0 where neglected).
+    T : (qb, nt * r) float64, in/out
+        In: the projections.  Out: ``w_qk M_k^{-1} t_qk`` (0 where neglected).
+    Y : (qb, d) float64
+    AM, F : (nt, d) float64
+    U : (nt, d, r) float64
+    Minv : (nt, r, r) float64
+    c, base, hnorm : (nt,) float64
+    inv, a2 : float
+        ``1 / sigma^2`` and ``a^2``.
+    gamma, tau, mneg : float
+    m, l : (qb,) float64, in/out
+    fac : (qb,) float64, out
+    """
+    qb, nt = A.shape
+    d = Y.shape[1]
+    r = U.shape[2]
+    t = np.empty(r)
+    sv = np.empty(r)
+    for q in range(qb):
+        best = m[q]
+        # pass 1: logits from the products, their bounds, the best lower bound
+        for k in range(nt):
+            zd = A[q, k] - 2.0 * S[q, k] + c[k]
+            ra = np.sqrt(max(A[q, k], 0.0)) + np.sqrt(c[k])
+            corr = 0.0
+            tn = 0.0
+            for p in range(r):
+                sp = 0.0
+                for p2 in range(r):
+                    sp += Minv[k, p, p2] * T[q, k * r + p2]
+                corr += T[q, k * r + p] * sp
+                tn += T[q, k * r + p] * T[q, k * r + p]
+            delta = gamma * ra * hnorm[k]
+            e = gamma * ra * ra * inv + a2 * (2.0 * np.sqrt(tn) * delta + delta * delta)
+            z = max(zd * inv - a2 * corr, 0.0)
+            best = max(best, base[k] - 0.5 * (z + e))
+            A[q, k] = z
+            S[q, k] = e
+        # pass 2: neglect, keep or recompute; the weights' s = M^{-1} t into T
+        tmax = -np.inf
+        for k in range(nt):
+            z = A[q, k]
+            e = S[q, k]
+            if base[k] == -np.inf or base[k] - 0.5 * (z - e) < best - mneg:
+                A[q, k] = -np.inf
+                continue
+            if 0.5 * e > tau and e > 4.0 * gamma * z:
+                for p in range(r):
+                    t[p] = 0.0
+                zd = 0.0
+                for j in range(d):
+                    u = Y[q, j] - AM[k, j]
+                    v = u * F[k, j]
+                    zd += u * v
+                    for p in range(r):
+                        t[p] += U[k, j, p] * v
+                for p in range(r):
+                    t[p] *= inv
+                    T[q, k * r + p] = t[p]
+                corr = 0.0
+                for p in range(r):
+                    sp = 0.0
+                    for p2 in range(r):
+                        sp += Minv[k, p, p2] * t[p2]
+                    corr += t[p] * sp
+                z = max(zd * inv - a2 * corr, 0.0)
+            logit = base[k] - 0.5 * z
+            A[q, k] = logit
+            tmax = max(tmax, logit)
+        f = 1.0
+        if tmax > m[q]:
+            if l[q] > 0.0:
+                f = exp_nonpos(m[q] - tmax)
+                l[q] *= f
+            m[q] = tmax
+        fac[q] = f
+        # pass 3: relative weights, and w M^{-1} t for the accumulation
+        s = 0.0
+        mq = m[q]
+        for k in range(nt):
+            w = exp_nonpos(A[q, k] - mq) if A[q, k] > -np.inf else 0.0
+            A[q, k] = w
+            s += w
+            for p in range(r):
+                sv[p] = 0.0
+                if w > 0.0:
+                    for p2 in range(r):
+                        sv[p] += Minv[k, p, p2] * T[q, k * r + p2]
+            for p in range(r):
+                T[q, k * r + p] = w * sv[p]
+        l[q] += s

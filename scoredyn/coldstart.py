@@ -128,6 +128,9 @@ def warm(*, progress=True):
         sd.GaussianMixture(X, np.full((30, 2), 0.1),
                            factors=np.ones((30, 2, 1))).denoise(Y, 0.5)   # low rank
         sd.solve(gm, Y, (0.0, 1.0), engine="numba", save_at=[0.5])       # the fused time loop
+        sd.GaussianMixture(X64, np.full((30, 64), 0.1)).denoise(Y64, 0.5)    # GEMM path
+        sd.GaussianMixture(X64, np.full((30, 64), 0.1),
+                           factors=np.ones((30, 64, 2))).denoise(Y64, 0.5)   # low rank, GEMM
 
     groups = [("fields", fields), ("Gaussian mixtures", mixture),
               ("voronoi and nearest neighbours", geometry),

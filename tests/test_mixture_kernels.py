@@ -371,3 +371,40 @@ def test_gemm_path_matches_the_dense_reference(monkeypatch, form, sigma, alpha):
     np.testing.assert_allclose(gm.log_density(x, sigma, alpha), lref, rtol=0,
                                atol=dl + 16 * EPS * np.abs(lref).max())
     assert len(calls) == 3                                   # every call took the GEMM path
+
+
+@pytest.mark.parametrize("sigma, alpha", [(1e-4, 1.0), (0.05, 0.9), (1.0, 1.0), (30.0, 0.3)])
+def test_lowrank_gemm_path_matches_the_dense_reference(monkeypatch, sigma, alpha):
+    """Low-rank plus diagonal components above GEMM_MIN_D: the Woodbury sums as matrix
+    products (kernels.mixture.mixture_lowrank_gemm_tile), across component tiles, query
+    blocks and merged chunks, with queries next to a mean at small sigma (recomputed).
+    Tolerance as for the diagonal GEMM path: each logit within max(GEMM_LOGIT_TOL, 4x its
+    direct bound), the accumulations within gamma_K of their scale."""
+    from scoredyn._host import mixture_gemm, reduce
+    monkeypatch.setattr(mixture_gemm, "GEMM_TILE_N", 32)           # 8 components per tile
+    monkeypatch.setattr(reduce, "GEMM_BLOCK_Q", 8)
+    calls = []
+    gemm = mixture_gemm.mixture_lowrank_gemm
+    monkeypatch.setattr(mixture_gemm, "mixture_lowrank_gemm",
+                        lambda *a: calls.append(1) or gemm(*a))
+    rng = np.random.default_rng(16)
+    k, d, r = 40, 30, 4
+    means = rng.standard_normal((k, d))
+    U = 0.4 * rng.standard_normal((k, d, r))
+    cov = rng.uniform(0.05, 0.3, (k, d))
+    w = rng.dirichlet(np.ones(k))
+    gm = sd.GaussianMixture(means, cov, w, factors=U)
+    ref = DenseMixture(means, U @ np.swapaxes(U, 1, 2) + np.stack([np.diag(c) for c in cov]), w)
+    x = np.concatenate([rng.standard_normal((12, d)),
+                        alpha * means[:6] + 1e-6 * rng.standard_normal((6, d))])
+    s, a = np.full(len(x), sigma), np.full(len(x), alpha)
+    logits = ref._components(x, s, a)[0]
+    dl = max(1e-12, 4 * (d + 4) * EPS * np.abs(logits[np.isfinite(logits)]).max()) * 2
+    scale = np.abs(x).max() + np.abs(means).max()
+    acc = k * (r + 1) * EPS * scale
+    np.testing.assert_allclose(gm.residual(x, s, a)[0], ref.residual(x, s, a)[0], rtol=0,
+                               atol=2 * dl * scale + acc + 4 * EPS * scale)
+    lref = ref.log_density(x, sigma, alpha)
+    np.testing.assert_allclose(gm.log_density(x, sigma, alpha), lref, rtol=0,
+                               atol=dl + 16 * EPS * np.abs(lref).max())
+    assert len(calls) == 2

@@ -98,3 +98,103 @@ def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
         D[q0:q1] = (acc1 + Y[q0:q1] * acc2) / l[:, None]
         lse[q0:q1] = m + np.log(l)
     return D, lse
+
+
+def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
+    """:func:`mixture_gemm` for low-rank plus diagonal components ``U_k U_k^T + diag(v_k)``.
+
+    The Woodbury form of the streaming kernel (:func:`scoredyn.kernels.mixture.mixture_lowrank`)
+    with its three sums over d as matrix products: the diagonal quadratic form as in
+    :func:`mixture_gemm`, the projections ``t_k = U_k^T Delta_k^{-1} (y - a mu_k)`` of every
+    query (one product with r columns per component), and the posterior mean
+
+    ``D = sum_k rho_k (mu_k f_k + y a v_k / (sigma^2 + a^2 v_k) + a f_k o (U_k M_k^{-1} t_k))``
+
+    (``a D - y`` is the kernel's residual ``f o (a mu - y + a^2 U M^{-1} t)``).  Bounds and
+    recomputation: :func:`scoredyn.kernels.mixture.mixture_lowrank_gemm_tile`.
+
+    Parameters
+    ----------
+    Y : (Q, d) float64
+    means, var : (K, d) float64
+    U : (K, d, r) float64
+    logpi : (K,) float64
+    sigma, alpha : float
+        As in :func:`mixture_gemm`.
+
+    Returns
+    -------
+    D : (Q, d) float64
+    lse : (Q,) float64
+    """
+    from ..coldstart import compiling
+    from ..kernels.mixture import mixture_lowrank_gemm_tile
+    q, d = Y.shape
+    k, _, r = U.shape
+    s2 = sigma * sigma
+    inv = 1.0 / s2
+    a2 = alpha * alpha
+    t = (a2 * inv) * var
+    F = 1.0 / (1.0 + t)
+    AM = alpha * means
+    B = AM * F
+    MF = means * F
+    AVG = (alpha * inv) * var * F
+    c = np.einsum("kj,kj->k", AM * AM, F)
+    Wd = U * (F * inv)[:, :, None]                       # Delta^{-1} U, (K, d, r)
+    M = np.eye(r) + a2 * np.einsum("kjp,kjq->kpq", U, Wd)
+    L = np.linalg.cholesky(M)
+    Linv = np.linalg.inv(L)
+    Minv = np.ascontiguousarray(np.swapaxes(Linv, 1, 2) @ Linv)
+    base = logpi - 0.5 * (np.log1p(t).sum(axis=1)
+                          + 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1))
+    WT = np.ascontiguousarray(Wd.transpose(1, 0, 2).reshape(d, k * r))
+    t0 = np.einsum("kjp,kj->kp", Wd, AM).reshape(k * r)
+    hnorm = np.sqrt(np.einsum("kjp,kj->k", U * U, F) * inv * inv)
+    UF = np.ascontiguousarray((U * F[:, :, None]).transpose(0, 2, 1).reshape(k * r, d))
+    Y2 = Y * Y
+    gamma = _gamma(d + 4)
+    mneg = 40.0 + np.log(k)
+    tile = max(1, GEMM_TILE_N // r)
+
+    def piece(q0, q1, j_lo, j_hi):
+        y, y2 = Y[q0:q1], Y2[q0:q1]
+        n = q1 - q0
+        m = np.full(n, -np.inf)
+        l = np.zeros(n)
+        fac = np.empty(n)
+        acc1, acc2, acc3 = np.zeros((n, d)), np.zeros((n, d)), np.zeros((n, d))
+        for j0 in range(j_lo, j_hi, tile):
+            j1 = min(j0 + tile, j_hi)
+            A = y2 @ F[j0:j1].T
+            S = y @ B[j0:j1].T
+            T = y @ WT[:, j0 * r:j1 * r] - t0[j0 * r:j1 * r]
+            mixture_lowrank_gemm_tile(A, S, T, y, AM[j0:j1], F[j0:j1], U[j0:j1], Minv[j0:j1],
+                                      c[j0:j1], base[j0:j1], hnorm[j0:j1], inv, a2, gamma,
+                                      GEMM_LOGIT_TOL, mneg, m, l, fac)
+            for acc in (acc1, acc2, acc3):
+                acc *= fac[:, None]
+            acc1 += A @ MF[j0:j1]
+            acc2 += A @ AVG[j0:j1]
+            acc3 += T @ UF[j0 * r:j1 * r]
+        return acc1, acc2, acc3, m, l
+
+    with compiling("Gaussian mixture (low rank, large d)", mixture_lowrank_gemm_tile):
+        blocks, results = run_gemm_pieces(q, k, piece)
+    D = np.empty((q, d))
+    lse = np.empty(q)
+    for (q0, q1), pieces in zip(blocks, results):
+        acc1, acc2, acc3, m, l = pieces[0]
+        for b1, b2, b3, mb, lb in pieces[1:]:
+            top = np.maximum(m, mb)
+            with np.errstate(invalid="ignore"):
+                fa = np.where(l > 0, np.exp(m - top), 0.0)
+                fb = np.where(lb > 0, np.exp(mb - top), 0.0)
+            acc1 = acc1 * fa[:, None] + b1 * fb[:, None]
+            acc2 = acc2 * fa[:, None] + b2 * fb[:, None]
+            acc3 = acc3 * fa[:, None] + b3 * fb[:, None]
+            l = l * fa + lb * fb
+            m = top
+        D[q0:q1] = (acc1 + Y[q0:q1] * acc2 + alpha * acc3) / l[:, None]
+        lse[q0:q1] = m + np.log(l)
+    return D, lse

@@ -244,7 +244,20 @@ class GaussianMixture(ScoreField):
         if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
         if self.covariance_type == "low-rank" and self.backend != "numpy":
-            pairs = groups[1]
+            group, pairs = groups
+            if (len(pairs) <= GROUPED_LOGDET and self.dim > GEMM_MIN_D
+                    and np.max(np.abs(x)) < 1e100
+                    and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100):
+                # large d: the three sums over d as matrix products (bounded logit error)
+                from .._host.mixture_gemm import mixture_lowrank_gemm
+                res = np.empty_like(x)
+                lse = np.empty(x.shape[0])
+                for g, (s, a) in enumerate(pairs):
+                    rows = np.flatnonzero(group == g)
+                    D, lse[rows] = mixture_lowrank_gemm(x[rows], self.means, self.variances,
+                                                        self.factors, self._logpi, s, a)
+                    res[rows] = a * D - x[rows]
+                return res, lse
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
         state = _Softmax(x.shape)
