@@ -263,6 +263,27 @@ def mixture_lowrank(Y, group, AM, F, U, Minv, base, inv, a2, res, lse):
             lse[q] = m + np.log(l)
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _tile_weights(A, q, tmax, m, l, fac):
+    """Row ``q`` of a GEMM tile's logits (``-inf`` where neglected) into relative weights:
+    the running maximum ``m[q]`` raised to the tile's ``tmax`` (``l[q]`` rescaled, the factor
+    in ``fac[q]``), then ``A[q, k] = exp(logit - m[q])`` summed into ``l[q]``."""
+    f = 1.0
+    if tmax > m[q]:
+        if l[q] > 0.0:
+            f = exp_nonpos(m[q] - tmax)
+            l[q] *= f
+        m[q] = tmax
+    fac[q] = f
+    s = 0.0
+    mq = m[q]
+    for k in range(A.shape[1]):
+        w = exp_nonpos(A[q, k] - mq) if A[q, k] > -np.inf else 0.0
+        A[q, k] = w
+        s += w
+    l[q] += s
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
 def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l, fac):
     """Turn a BLAS tile of a diagonal mixture's quadratic forms into relative weights.
@@ -325,21 +346,7 @@ def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l,
             logit = base[k] - 0.5 * max(z, 0.0) * inv
             A[q, k] = logit
             tmax = max(tmax, logit)
-        f = 1.0
-        if tmax > m[q]:
-            if l[q] > 0.0:
-                f = exp_nonpos(m[q] - tmax)
-                l[q] *= f
-            m[q] = tmax
-        fac[q] = f
-        # pass 3: relative weights
-        s = 0.0
-        mq = m[q]
-        for k in range(nt):
-            w = exp_nonpos(A[q, k] - mq) if A[q, k] > -np.inf else 0.0
-            A[q, k] = w
-            s += w
-        l[q] += s
+        _tile_weights(A, q, tmax, m, l, fac)
 
 
 @njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
@@ -431,20 +438,10 @@ def mixture_lowrank_gemm_tile(A, S, T, Y, AM, F, U, Minv, c, base, hnorm, inv, a
             logit = base[k] - 0.5 * z
             A[q, k] = logit
             tmax = max(tmax, logit)
-        f = 1.0
-        if tmax > m[q]:
-            if l[q] > 0.0:
-                f = exp_nonpos(m[q] - tmax)
-                l[q] *= f
-            m[q] = tmax
-        fac[q] = f
-        # pass 3: relative weights, and w M^{-1} t for the accumulation
-        s = 0.0
-        mq = m[q]
+        _tile_weights(A, q, tmax, m, l, fac)
+        # w M^{-1} t for the accumulation
         for k in range(nt):
-            w = exp_nonpos(A[q, k] - mq) if A[q, k] > -np.inf else 0.0
-            A[q, k] = w
-            s += w
+            w = A[q, k]
             for p in range(r):
                 sv[p] = 0.0
                 if w > 0.0:
@@ -452,4 +449,3 @@ def mixture_lowrank_gemm_tile(A, S, T, Y, AM, F, U, Minv, c, base, hnorm, inv, a
                         sv[p] += Minv[k, p, p2] * T[q, k * r + p2]
             for p in range(r):
                 T[q, k * r + p] = w * sv[p]
-        l[q] += s

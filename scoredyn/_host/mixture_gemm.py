@@ -85,19 +85,25 @@ def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
     D = np.empty((q, d))
     lse = np.empty(q)
     for (q0, q1), pieces in zip(blocks, results):
-        acc1, acc2, m, l = pieces[0]
-        for b1, b2, mb, lb in pieces[1:]:
-            top = np.maximum(m, mb)
-            with np.errstate(invalid="ignore"):
-                fa = np.where(l > 0, np.exp(m - top), 0.0)
-                fb = np.where(lb > 0, np.exp(mb - top), 0.0)
-            acc1 = acc1 * fa[:, None] + b1 * fb[:, None]
-            acc2 = acc2 * fa[:, None] + b2 * fb[:, None]
-            l = l * fa + lb * fb
-            m = top
+        (acc1, acc2), m, l = _merge(pieces)
         D[q0:q1] = (acc1 + Y[q0:q1] * acc2) / l[:, None]
         lse[q0:q1] = m + np.log(l)
     return D, lse
+
+
+def _merge(pieces):
+    """One online-softmax state from the pieces ``(*accumulators, m, l)`` of one query block
+    over disjoint component chunks: ``(accumulators, m, l)``."""
+    *accs, m, l = pieces[0]
+    for *other, mb, lb in pieces[1:]:
+        top = np.maximum(m, mb)
+        with np.errstate(invalid="ignore"):
+            fa = np.where(l > 0, np.exp(m - top), 0.0)
+            fb = np.where(lb > 0, np.exp(mb - top), 0.0)
+        accs = [a * fa[:, None] + b * fb[:, None] for a, b in zip(accs, other)]
+        l = l * fa + lb * fb
+        m = top
+    return accs, m, l
 
 
 def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
@@ -184,17 +190,7 @@ def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
     D = np.empty((q, d))
     lse = np.empty(q)
     for (q0, q1), pieces in zip(blocks, results):
-        acc1, acc2, acc3, m, l = pieces[0]
-        for b1, b2, b3, mb, lb in pieces[1:]:
-            top = np.maximum(m, mb)
-            with np.errstate(invalid="ignore"):
-                fa = np.where(l > 0, np.exp(m - top), 0.0)
-                fb = np.where(lb > 0, np.exp(mb - top), 0.0)
-            acc1 = acc1 * fa[:, None] + b1 * fb[:, None]
-            acc2 = acc2 * fa[:, None] + b2 * fb[:, None]
-            acc3 = acc3 * fa[:, None] + b3 * fb[:, None]
-            l = l * fa + lb * fb
-            m = top
+        (acc1, acc2, acc3), m, l = _merge(pieces)
         D[q0:q1] = (acc1 + Y[q0:q1] * acc2 + alpha * acc3) / l[:, None]
         lse[q0:q1] = m + np.log(l)
     return D, lse
