@@ -117,8 +117,11 @@ def test_fig13_ambient(outputs):
 
 def test_fig14_network_memorizes_less_than_the_optimum(outputs):
     r = outputs[1]["fig14_network_memorization"]
-    assert r["exact"][0] == 1.0 and r["exact"][1] == 1.0
-    lam = [v[0] for v in r["by_lambda"]]
+    assert r["exact"][0][0] == 1.0 and r["exact"][1][0] == 1.0
+    for panel in ("by_lambda", "by_steps", "by_width"):
+        for ratio, within in r[panel]:           # each value inside its bootstrap interval
+            assert ratio[1] <= ratio[0] <= ratio[2] and within[1] <= within[0] <= within[2]
+    lam = [v[0][0] for v in r["by_lambda"]]
     assert max(lam) < 1.0                      # the trained network generalises (in part)
     assert lam[-1] <= lam[0]                   # the penalty lambda = 0.1 memorizes no more than 0
 
