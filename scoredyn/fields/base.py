@@ -156,8 +156,7 @@ class ScoreField:
             ``r (alpha D - x) / sigma^2``.
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        res, lse = self.residual(x64, sigma, alpha, label)
-        return self._over_sigma(res, sigma, lse, 2).astype(dt, copy=False)
+        return self._residual_over_sigma(x64, sigma, alpha, label, 2).astype(dt, copy=False)
 
     @array_io
     def noise(self, x, sigma, alpha=1.0, *, label=None):
@@ -166,8 +165,12 @@ class ScoreField:
         Parameters and shapes as in :meth:`score`.
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        res, lse = self.residual(x64, sigma, alpha, label)
-        return (-self._over_sigma(res, sigma, lse, 1)).astype(dt, copy=False)
+        return (-self._residual_over_sigma(x64, sigma, alpha, label, 1)).astype(dt, copy=False)
+
+    def _residual_over_sigma(self, x, sigma, alpha, label, power):
+        """``r (alpha D - x) / sigma^power``: the score (power 2), minus the noise (power 1)."""
+        res, lse = self.residual(x, sigma, alpha, label)
+        return self._over_sigma(res, sigma, lse, power)
 
     @array_io
     def denoise(self, x, sigma, alpha=1.0, *, label=None):

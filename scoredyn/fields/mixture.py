@@ -39,7 +39,7 @@ import numpy as np
 
 from .._validation import _as_float_array, as_data, as_rng
 from ..kernels.mixture_query import DENOISE, RESIDUAL, SCORE
-from .base import ScoreField, array_io
+from .base import ScoreField
 
 FORMS = ("isotropic", "diagonal", "low-rank", "full")
 #: up to this many distinct (sigma, alpha) pairs per call, the log-determinants are formed once
@@ -244,20 +244,12 @@ class GaussianMixture(ScoreField):
         if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
         if self.covariance_type == "low-rank" and self.backend != "numpy":
-            group, pairs = groups
-            if (len(pairs) <= GROUPED_LOGDET and self.dim > GEMM_MIN_D
-                    and np.max(np.abs(x)) < 1e100
-                    and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100):
+            pairs = groups[1]
+            if len(pairs) <= GROUPED_LOGDET and self._gemm_serves(x, pairs):
                 # large d: the three sums over d as matrix products (bounded logit error)
                 from .._host.mixture_gemm import mixture_lowrank_gemm
-                res = np.empty_like(x)
-                lse = np.empty(x.shape[0])
-                for g, (s, a) in enumerate(pairs):
-                    rows = np.flatnonzero(group == g)
-                    D, lse[rows] = mixture_lowrank_gemm(x[rows], self.means, self.variances,
-                                                        self.factors, self._logpi, s, a)
-                    res[rows] = a * D - x[rows]
-                return res, lse
+                return self._by_group(x, groups, RESIDUAL, lambda y, s, a: mixture_lowrank_gemm(
+                    y, self.means, self.variances, self.factors, self._logpi, s, a))
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
         state = _Softmax(x.shape)
@@ -265,6 +257,25 @@ class GaussianMixture(ScoreField):
             if self._logpi[k] > -np.inf:
                 state.add(*self._component(k, x, sigma, alpha, groups))
         return state.result()
+
+    def _gemm_serves(self, x, pairs):
+        """Whether the GEMM path takes queries ``x`` at these (sigma, alpha) pairs: above
+        ``GEMM_MIN_D`` dimensions, with the expanded squares of queries and means finite."""
+        return (self.dim > GEMM_MIN_D and np.max(np.abs(x), initial=0.0) < 1e100
+                and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100)
+
+    @staticmethod
+    def _by_group(x, groups, mode, posterior_mean):
+        """``(out, lse)`` from ``posterior_mean(y, sigma, alpha) -> (D, lse)`` per (sigma, alpha)
+        group; ``out`` is D (``mode`` DENOISE) or the residual ``alpha D - x``."""
+        group, pairs = groups
+        out = np.empty_like(x)
+        lse = np.empty(x.shape[0])
+        for g, (s, a) in enumerate(pairs):
+            rows = np.flatnonzero(group == g)
+            D, lse[rows] = posterior_mean(x[rows], s, a)
+            out[rows] = D if mode == DENOISE else a * D - x[rows]
+        return out, lse
 
     def _reduce_kernel(self, x, sigma, alpha, groups, tiled=True, mode=RESIDUAL):
         """The isotropic and diagonal forms on the kernels: ``(out (Q, d), lse (Q,))``, ``out``
@@ -275,22 +286,18 @@ class GaussianMixture(ScoreField):
         group, pairs = groups
         k, d = self.variances.shape
         x = np.ascontiguousarray(x)
-        res = np.empty_like(x)
-        lse = np.empty(x.shape[0])
         lo, hi = self.SIGMA_RANGE
+        vmax = np.max(self.variances, initial=0.0)
         grouped = (tiled and self.backend == "numba" and len(pairs) <= GROUPED_LOGDET
-                   and all(lo < s < hi and a * a * np.max(self.variances, initial=0.0) / s / s
-                           < 1e300 for s, a in pairs))
-        if (grouped and d > GEMM_MIN_D and mode != SCORE and np.max(np.abs(x)) < 1e100
-                and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100):
+                   and all(lo < s < hi and a * a * vmax / s / s < 1e300 for s, a in pairs))
+        if grouped and mode != SCORE and self._gemm_serves(x, pairs):
             # large d: the quadratic forms through BLAS, with a bounded logit error
             from .._host.mixture_gemm import mixture_gemm
-            for g, (s, a) in enumerate(pairs):
-                rows = np.flatnonzero(group == g)
-                D, lse[rows] = mixture_gemm(x[rows], self.means, self.variances, self._logpi,
-                                            s, a, self.covariance_type == "isotropic")
-                res[rows] = D if mode == DENOISE else a * D - x[rows]
-            return res, lse
+            iso = self.covariance_type == "isotropic"
+            return self._by_group(x, groups, mode, lambda y, s, a: mixture_gemm(
+                y, self.means, self.variances, self._logpi, s, a, iso))
+        res = np.empty_like(x)
+        lse = np.empty(x.shape[0])
         if grouped and mode == RESIDUAL and len(pairs) * k * d <= TILED_ENTRIES:
             # few (sigma, alpha) pairs (a denoiser call), sigma^2 normal: component-major tiles
             AMt = np.empty((len(pairs), d, k))
@@ -423,37 +430,23 @@ class GaussianMixture(ScoreField):
             return self._reduce_kernel(x, sigma, alpha, _groups(sigma, alpha), mode=DENOISE)[0]
         return super()._denoised(x, sigma, alpha, label)
 
-    @array_io
-    def score(self, x, sigma, alpha=1.0, *, label=None):
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
+    def _residual_over_sigma(self, x, sigma, alpha, label, power):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
-        if self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0]):
-            # the residual sigma^2 grad log p underflows where the score does not
-            return self._reduce_kernel(x64, sigma, alpha, _groups(sigma, alpha),
-                                       mode=SCORE)[0].astype(dt, copy=False)
-        return self._over_sigma(self.residual(x64, sigma, alpha)[0], sigma, None,
-                                2).astype(dt, copy=False)
-
-    score.__doc__ = ScoreField.score.__doc__
-
-    @array_io
-    def noise(self, x, sigma, alpha=1.0, *, label=None):
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
-        if label is not None:
-            raise ValueError("`label` is not supported by GaussianMixture.")
-        res = self.residual(x64, sigma, alpha)[0]
-        out = -self._over_sigma(res, sigma, None, 1)
-        if self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0]):
-            # -sigma * score where the residual underflowed to 0 (positive variances)
-            with np.errstate(under="ignore", over="ignore"):
-                direct = -sigma[:, None] * self._reduce_kernel(x64, sigma, alpha,
-                                                               _groups(sigma, alpha),
-                                                               mode=SCORE)[0]
-            out = np.where(np.isfinite(direct), direct, out)
-        return out.astype(dt, copy=False)
-
-    noise.__doc__ = ScoreField.noise.__doc__
+        if not (self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0])):
+            return super()._residual_over_sigma(x, sigma, alpha, None, power)
+        # the residual sigma^2 grad log p underflows where the score does not: the kernel sums
+        # the score itself
+        score = self._reduce_kernel(x, sigma, alpha, _groups(sigma, alpha), mode=SCORE)[0]
+        if power == 2:
+            return score
+        with np.errstate(under="ignore", over="ignore"):
+            out = sigma[:, None] * score
+        bad = np.flatnonzero(~np.all(np.isfinite(out), axis=1))
+        if bad.size:             # the score overflowed (zero variances): residual / sigma there
+            via_res = super()._residual_over_sigma(x[bad], sigma[bad], alpha[bad], None, 1)
+            out[bad] = np.where(np.isfinite(out[bad]), out[bad], via_res)
+        return out
 
     def log_density(self, x, sigma, alpha=1.0):
         """Normalised ``log p_t(x)``, shape (Q,)."""
