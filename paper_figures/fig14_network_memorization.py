@@ -15,7 +15,17 @@ one network measured at checkpoints), against the width (lambda = 0).  The netwo
 optimum memorizes 100 %.  Width 256 is left out for its cost (about 4x width 128's); measured
 once at 10^5 steps it memorized less than width 128 (34 % [28, 39] against 56 % [50, 62] by
 the ratio test): at a fixed step count the trend in width is not monotone.
+
+Training the networks takes about 7 minutes on one core, so the package ships them
+(``fig14_networks/``, plain :meth:`ScoreMLP.save` archives, about 1 MB, with a manifest of how
+they were trained) and the figure loads them by default; ``retrain=True``
+(``scoredyn figures --retrain``) trains them anew from the figure's seed and writes them
+beside the figure.  The figure's title says which networks it shows.  The samples, the
+integration and the bootstrap are computed on every run either way.
 """
+import json
+import pathlib
+
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
@@ -27,6 +37,20 @@ from scoredyn.memorization import bootstrap_ci, memorization_ratio
 NAME = "fig14_network_memorization"
 SIGMA_MIN, SIGMA_MAX = 1e-3, 10.0
 N_BOOTSTRAP = 1000
+#: the shipped networks and their manifest (``training.json``)
+NETWORKS = pathlib.Path(__file__).with_name("fig14_networks")
+TRAINING = {"depth": 2, "n_fourier": 8, "batch": 256, "lr": 1e-3}
+
+
+def checkpoint_name(width, lam, steps):
+    """File name of the network of ``width`` trained with penalty ``lam`` for ``steps``."""
+    return f"width{width}_lambda{lam:g}_steps{steps}.npz"
+
+
+def shipped_manifest():
+    """The manifest of the shipped networks (``None`` where they are not installed)."""
+    path = NETWORKS / "training.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _measure(field, X, y0, rng):
@@ -38,7 +62,7 @@ def _measure(field, X, y0, rng):
             (float(hit.mean()), *bootstrap_ci(hit, n_bootstrap=N_BOOTSTRAP, rng=rng)))
 
 
-def main(out_dir, *, rng=None, quick=False):
+def main(out_dir, *, rng=None, quick=False, retrain=False):
     rng = np.random.default_rng(rng)
     X = np.random.RandomState(1).randn(20, 2)        # the authors' data (their global seed 1)
     y0 = rng.standard_normal((150 if quick else 500, 2)) * 3
@@ -50,14 +74,29 @@ def main(out_dir, *, rng=None, quick=False):
     seed = int(rng.integers(2**31))
     mrng = np.random.default_rng(seed + 7)           # the bootstrap's resamples
 
+    manifest = None if quick or retrain else shipped_manifest()
+    if manifest is not None:
+        source = f"shipped networks (trained with seed {manifest['seed']})"
+    else:
+        source = f"networks trained in this run (seed {seed})"
+    saved = pathlib.Path(out_dir) / "fig14_networks" if retrain else None
+
     def train(w, lam, stops):
-        """A network trained in stages ending at ``stops``; its measurement at each."""
-        net = ScoreMLP(2, width=w, depth=2, n_fourier=8, rng=seed)
+        """A network trained in stages ending at ``stops`` (or its shipped checkpoints);
+        its measurement at each."""
         out, done = [], 0
+        net = None if manifest is not None else ScoreMLP(
+            2, width=w, depth=TRAINING["depth"], n_fourier=TRAINING["n_fourier"], rng=seed)
         for total in stops:
-            net.fit(X, steps=total - done, batch=256, lr=1e-3, c=lam, sigma_min=SIGMA_MIN,
-                    sigma_max=SIGMA_MAX, rng=seed + total)
-            done = total
+            if manifest is not None:
+                net = ScoreMLP.load(NETWORKS / checkpoint_name(w, lam, total))
+            else:
+                net.fit(X, steps=total - done, batch=TRAINING["batch"], lr=TRAINING["lr"], c=lam,
+                        sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rng=seed + total)
+                done = total
+                if saved is not None:
+                    saved.mkdir(parents=True, exist_ok=True)
+                    net.save(saved / checkpoint_name(w, lam, total))
             out.append(_measure(net, X, y0, mrng))
         return out
 
@@ -66,6 +105,14 @@ def main(out_dir, *, rng=None, quick=False):
                  for lam in lambdas]
     by_width = [by_steps[-1] if w == width else train(w, 0.0, [steps])[0] for w in widths]
     exact = _measure(sd.EmpiricalScore(X), X, y0, mrng)
+    if saved is not None:
+        configs = sorted({(width, 0.0, c) for c in checkpoints} | {(width, l, steps) for l in lambdas}
+                         | {(w, 0.0, steps) for w in widths})
+        (saved / "training.json").write_text(json.dumps({
+            "seed": seed, "data": "numpy.random.RandomState(1).randn(20, 2)",
+            "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, **TRAINING,
+            "networks": {checkpoint_name(*c): {"width": c[0], "lambda": c[1], "steps": c[2]}
+                         for c in configs}}, indent=1))
     with plotting.style() as plt:
         fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.5))
         fig.subplots_adjust(wspace=0.4)
@@ -87,11 +134,12 @@ def main(out_dir, *, rng=None, quick=False):
             ax.set_ylim(-3, 105)
         axes[0].set_ylabel("memorized samples (%), 95 % intervals")
         axes[0].legend(fontsize=5.5, loc="center right")
-        fig.suptitle(f"N = 20, {steps:g} training steps (lambda and width panels)", fontsize=7)
+        fig.suptitle(f"N = 20, {steps:g} training steps (lambda and width panels); {source}",
+                     fontsize=7)
         numbers = {"lambdas": lambdas, "by_lambda": by_lambda, "widths": widths,
                    "by_width": by_width, "steps": checkpoints, "by_steps": by_steps,
                    "exact": exact, "train_steps": steps, "width_for_lambda_and_steps": width,
-                   "n_bootstrap": N_BOOTSTRAP}
+                   "n_bootstrap": N_BOOTSTRAP, "networks": source}
         paths = plotting.save(fig, out_dir, NAME, numbers)
         plt.close(fig)
 
@@ -100,6 +148,6 @@ def main(out_dir, *, rng=None, quick=False):
                          for x, v in zip(xs, vals))
     print(f"{NAME}: ratio-test memorization [95 % interval] vs lambda {fmt(lambdas, by_lambda)}"
           f"; vs steps {fmt(checkpoints, by_steps)}; vs width {fmt(widths, by_width)}"
-          f"; exact {exact[0][0]:.2f}")
+          f"; exact {exact[0][0]:.2f}; {source}")
     return {"files": [str(p) for p in paths], "by_lambda": by_lambda, "by_steps": by_steps,
-            "by_width": by_width, "exact": exact}
+            "by_width": by_width, "exact": exact, "networks": source}

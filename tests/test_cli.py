@@ -114,3 +114,15 @@ def test_ode_peers_agree_with_scoredyn():
     for label, kind, run in peers:
         assert kind == "rtol"
         np.testing.assert_allclose(run(1e-8), ref, rtol=0, atol=1e-6, err_msg=label)
+
+
+def test_retrain_reaches_figure_14_only(tmp_path):
+    """`--retrain` trains figure 14's networks and writes them with their manifest beside the
+    figure; a figure without networks ignores it."""
+    assert cli.main(["figures", "--quick", "--only", "fig02", "fig14", "--retrain", "--jobs",
+                     "1", "--no-progress", "--out", str(tmp_path)]) == 0
+    manifest = json.loads((tmp_path / "fig14_networks" / "training.json").read_text())
+    assert manifest["networks"] and all((tmp_path / "fig14_networks" / name).exists()
+                                        for name in manifest["networks"])
+    record = json.loads((tmp_path / "fig14_network_memorization.json").read_text())
+    assert record["networks"].startswith("networks trained in this run")

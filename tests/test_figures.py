@@ -78,6 +78,10 @@ def test_fig07_score_blows_up_or_stays_bounded(outputs):
 def test_fig08_rates_at_scale(outputs):
     r = outputs[1]["fig08_rates_at_scale"]
     assert r["trajectories"] >= 900 and r["max_abs_deviation"] < 0.02
+    # gl-dopri5 against plain dopri5 on the same starts, both at rtol 1e-10: the flow contracts,
+    # so each step's relative error adds without growth, <= ~10^3 steps x 1e-10 = 1e-7 in
+    # log|y - x_i|; a least-squares slope over s in [12, 40] moves by <= 4/28 of twice that
+    assert r["dopri5_check_max_rate_difference"] < 4 / 28 * 2e-7
 
 
 def test_fig09_boundary_repels(outputs):
@@ -147,3 +151,31 @@ def test_fig17_exact_samples_are_training_images(outputs):
     r = outputs[1]["fig17_squares"]
     assert r["max_exact_distance"] <= 1e-8 and sum(r["per_image"]) == 16
     assert r["min_tikhonov_distance"] > 1.0          # ~ sqrt(c d) = 1.6 at 16 x 16, c = 1e-2
+
+
+def test_fig14_shipped_networks_cover_the_figure():
+    """Every network the full figure 14 loads is shipped, readable and of its stated width."""
+    from scoredyn.fields.network import ScoreMLP
+    from scoredyn.paper_figures import fig14_network_memorization as fig14
+    manifest = fig14.shipped_manifest()
+    assert manifest is not None, "the package ships fig14_networks/training.json"
+    needed = {fig14.checkpoint_name(128, 0.0, s) for s in (3000, 10_000, 30_000, 100_000)}
+    needed |= {fig14.checkpoint_name(128, lam, 100_000) for lam in (1e-3, 1e-2, 1e-1)}
+    needed |= {fig14.checkpoint_name(w, 0.0, 100_000) for w in (32, 64)}
+    assert needed == set(manifest["networks"])
+    for name, config in manifest["networks"].items():
+        net = ScoreMLP.load(fig14.NETWORKS / name)
+        assert net.width == config["width"] and net.depth == manifest["depth"]
+
+
+def test_fig14_shows_the_penalty_effect_from_the_shipped_networks(tmp_path):
+    """The full figure from the shipped networks (seconds: no training): the ratio-test
+    memorization at lambda = 0 lies above every lambda > 0, with disjoint 95 % intervals
+    (the claim its caption makes)."""
+    from scoredyn.paper_figures import fig14_network_memorization as fig14
+    r = fig14.main(tmp_path, rng=0)
+    assert r["networks"].startswith("shipped networks")
+    (zero, _), *penalised = r["by_lambda"]              # ((ratio, low, high), within) each
+    for ratio, _ in penalised:
+        assert ratio[2] < zero[1]              # the penalised interval lies below lambda = 0's
+    assert r["exact"][0][0] == 1.0

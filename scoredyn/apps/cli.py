@@ -170,11 +170,15 @@ def _fail(args, message):
     raise SystemExit(2)
 
 
-def figure_task(name, out, seed, quick):
-    """One figure, as a task of a Dask cluster: the files it wrote."""
+def figure_task(name, out, seed, quick, retrain=False):
+    """One figure, as a task of a Dask cluster: the files it wrote.  ``retrain`` reaches the
+    figures that ship trained networks (their ``main`` takes it) and no other."""
     import importlib
+    import inspect
     mod = importlib.import_module(f"scoredyn.paper_figures.{name}")
-    return {"files": [str(p) for p in mod.main(out, rng=seed, quick=quick)["files"]]}
+    options = {"retrain": True} if retrain and "retrain" in inspect.signature(mod.main).parameters \
+        else {}
+    return {"files": [str(p) for p in mod.main(out, rng=seed, quick=quick, **options)["files"]]}
 
 
 def _verify(args):
@@ -228,7 +232,8 @@ def _figures(args):
             from ..distributed import sweep
             store = os.path.join(args.out, ".scoredyn-tasks")
             out = str(pathlib.Path(args.out).absolute())        # the workers' cwd may differ
-            grid = [{"name": n, "out": out, "seed": args.seed, "quick": args.quick}
+            grid = [{"name": n, "out": out, "seed": args.seed, "quick": args.quick,
+                     "retrain": args.retrain}
                     for n in names]
             done = sweep(figure_task, grid, store, client=client, progress=not args.no_progress)
             if done.computed < len(names):
@@ -248,14 +253,15 @@ def _figures(args):
     return 0
 
 
-#: started first: the figure that takes longest (it trains 11 networks), so that the other
-#: processes work through the rest meanwhile and the progress bar keeps moving
-_SLOW_FIRST = ("fig14_network_memorization",)
+#: started first, slowest first (about 50 s each on one core: figure 15 trains a network,
+#: figure 8 integrates 10^4 trajectories over N = 1000 points), so that the other processes
+#: work through the rest meanwhile and the progress bar keeps moving
+_SLOW_FIRST = ("fig15_trained_vs_optimal", "fig08_rates_at_scale")
 
 
 def _figures_here(names, args):
     from tqdm.auto import tqdm
-    return {name: figure_task(name, args.out, args.seed, args.quick)["files"]
+    return {name: figure_task(name, args.out, args.seed, args.quick, args.retrain)["files"]
             for name in tqdm(names, desc="figures", unit="fig", disable=args.no_progress)}
 
 
@@ -283,7 +289,8 @@ def _figures_in_processes(names, args, jobs):
             initializer=_limit_threads, initargs=(threads,)) as pool, \
             tqdm(total=len(names), desc=f"figures ({jobs} processes)", unit="fig",
                  disable=args.no_progress) as bar:
-        futures = {pool.submit(figure_task, n, args.out, args.seed, args.quick): n for n in order}
+        futures = {pool.submit(figure_task, n, args.out, args.seed, args.quick, args.retrain): n
+                   for n in order}
         for fut in concurrent.futures.as_completed(futures):
             files[futures[fut]] = fut.result()["files"]
             bar.update()
@@ -333,6 +340,12 @@ def _cluster_options(p, store=False):
                             "finishes (a re-run with the same DIR runs only the missing ones)")
 
 
+def _retrain_option(p):
+    p.add_argument("--retrain", action="store_true",
+                   help="figure 14: train its networks anew (about 7 minutes on one core) and "
+                        "write them to OUT/fig14_networks, instead of loading the shipped ones")
+
+
 def build_parser():
     parser = _Parser(prog="scoredyn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -376,6 +389,7 @@ def build_parser():
     f.add_argument("--quick", action="store_true", help="small settings (CI)")
     f.add_argument("--list", action="store_true", help="list the figures and exit")
     f.add_argument("--seed", type=_count(0), default=0)
+    _retrain_option(f)
     f.add_argument("--no-progress", action="store_true")
     f.add_argument("--jobs", type=_count(1), metavar="N",
                    help="figures made at once in separate processes (default: one per core)")
@@ -389,6 +403,7 @@ def build_parser():
     r.add_argument("--out", default="figures", type=_output_dir)
     r.add_argument("--quick", action="store_true")
     r.add_argument("--seed", type=_count(0), default=0)
+    _retrain_option(r)
     r.add_argument("--json", metavar="PATH", type=_output_file,
                    help="verification results as JSON")
     r.add_argument("--no-progress", action="store_true")
