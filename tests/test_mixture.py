@@ -83,3 +83,17 @@ def test_sample_moments(kind):
     assert np.all(np.abs(xs.mean(0) - mean) < 6 * se)
     np.testing.assert_allclose(np.cov(xs.T), cov, atol=6 * np.max(np.diag(cov)) * np.sqrt(2 / n) * 2)
     np.testing.assert_array_equal(xs, gm.sample(n, rng=np.random.default_rng(4)))
+
+
+def test_level_groups_match_numpy_unique():
+    """The grouping of queries by (sigma, alpha) that every mixture evaluation starts with:
+    the same groups and pairs as np.unique(axis=0), for repeated, single and empty levels."""
+    from scoredyn.fields.mixture import _groups
+    rng = np.random.default_rng(3)
+    levels = rng.uniform(0.1, 2.0, (5, 2))
+    for q in (0, 1, 7, 500):
+        for stack in (levels[rng.integers(0, 5, q)], np.broadcast_to(levels[2], (q, 2))):
+            group, pairs = _groups(stack[:, 0], stack[:, 1])
+            ref, inverse = np.unique(stack, axis=0, return_inverse=True)
+            assert [tuple(p) for p in ref] == pairs
+            np.testing.assert_array_equal(group, inverse.reshape(-1))
