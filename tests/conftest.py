@@ -8,6 +8,8 @@ every other test needs the simulator off (``compile_ptx`` cannot run under it).
 """
 import os
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -42,6 +44,13 @@ def pytest_collection_modifyitems(config, items):
     skip_sim = pytest.mark.skip(reason="runs under NUMBA_ENABLE_CUDASIM=1 (the second pytest "
                                        "invocation: NUMBA_ENABLE_CUDASIM=1 python -m pytest -m cudasim)")
     skip_plain = pytest.mark.skip(reason="needs the CUDA simulator off (NUMBA_ENABLE_CUDASIM is set)")
+    if simulator:
+        # The simulator runs each GPU thread of a block as a Python thread, and its launcher
+        # busy-polls them for the barrier (cuda.syncthreads) while holding the GIL; at the
+        # default switch interval (5 ms) a launch waits that long per hand-over, and the same
+        # test took 0.7 s or 50 s by the luck of the scheduler.  Handing over every 50 us
+        # makes every launch take about a second.
+        sys.setswitchinterval(5e-5)
     for item in items:
         if item.get_closest_marker("gpu") is not None and not has_gpu:
             item.add_marker(skip_gpu)
