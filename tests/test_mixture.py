@@ -97,3 +97,14 @@ def test_level_groups_match_numpy_unique():
             ref, inverse = np.unique(stack, axis=0, return_inverse=True)
             assert [tuple(p) for p in ref] == pairs
             np.testing.assert_array_equal(group, inverse.reshape(-1))
+
+
+def test_a_scalar_covariance_is_one_variance_for_every_component():
+    rng = np.random.default_rng(5)
+    mu, y = rng.standard_normal((4, 3)), rng.standard_normal((6, 3))
+    shared = sd.GaussianMixture(mu, 0.3)
+    per = sd.GaussianMixture(mu, np.full(4, 0.3))
+    assert shared.covariance_type == "isotropic"
+    np.testing.assert_array_equal(shared.score(y, 0.7), per.score(y, 0.7))
+    low = sd.GaussianMixture(mu, 0.3, factors=rng.standard_normal((4, 3, 1)))
+    np.testing.assert_array_equal(low.variances, np.full((4, 3), 0.3))

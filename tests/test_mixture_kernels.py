@@ -186,6 +186,8 @@ def test_from_sklearn(kind):
     (dict(covariances=np.ones((3, 2, 2)), factors=np.ones((3, 2, 1))), r"`covariances` is the diagonal part"),
     (dict(covariances=-np.ones((3, 2))), r"`covariances\[0\]` must be positive semi-definite"),
     (dict(covariances=np.full(3, np.inf)), r"must be finite"),
+    (dict(covariances=-0.5), r"`covariances\[0\]` must be positive semi-definite"),
+    (dict(covariances=np.nan), r"must be finite"),
     (dict(covariances=np.ones((3, 2)), factors=np.full((3, 2, 1), np.nan)), r"All entries of `factors` must be finite"),
     (dict(covariances=np.ones(3), backend="gpu"), r"`backend` must be one of"),
     (dict(covariances=np.full(3, 1e301)), r"standard deviations .* of `covariances` must not "

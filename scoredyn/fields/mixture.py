@@ -63,9 +63,10 @@ class GaussianMixture(ScoreField):
     ----------
     means : (K, d) array_like
         Component means ``mu_k``.
-    covariances : (K,), (K, d) or (K, d, d) array_like
-        Variances (isotropic ``s_k I``), diagonals ``v_k``, or full symmetric positive
-        semi-definite matrices; with ``factors``, the diagonal part (K, d) (or (K,)).
+    covariances : float, (K,), (K, d) or (K, d, d) array_like
+        Variances (isotropic ``s_k I``; a float: one variance for every component),
+        diagonals ``v_k``, or full symmetric positive semi-definite matrices; with
+        ``factors``, the diagonal part (K, d) (or (K,), or a float).
     weights : (K,) array_like, optional
         Mixing proportions, non-negative and summing to 1 (default uniform).
     factors : (K, d, r) array_like, optional
@@ -100,6 +101,8 @@ class GaussianMixture(ScoreField):
         cov = _as_float_array(covariances, "covariances").astype(np.float64)
         if not np.all(np.isfinite(cov)):
             raise ValueError("All entries of `covariances` must be finite.")
+        if cov.ndim == 0:                       # one variance shared by every component
+            cov = np.full(k, float(cov))
         self.factors = None
         self.eigenvalues = self.eigenvectors = None
         if factors is not None:
