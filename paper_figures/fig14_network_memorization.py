@@ -89,7 +89,13 @@ def main(out_dir, *, rng=None, quick=False, retrain=False):
             2, width=w, depth=TRAINING["depth"], n_fourier=TRAINING["n_fourier"], rng=seed)
         for total in stops:
             if manifest is not None:
-                net = ScoreMLP.load(NETWORKS / checkpoint_name(w, lam, total))
+                path = NETWORKS / checkpoint_name(w, lam, total)
+                try:
+                    net = ScoreMLP.load(path)
+                except (OSError, ValueError) as exc:
+                    raise RuntimeError(f"{NAME}: the shipped network {path.name} cannot be "
+                                       f"loaded ({exc}); reinstall scoredyn, or train the "
+                                       f"networks anew with `--retrain`") from None
             else:
                 net.fit(X, steps=total - done, batch=TRAINING["batch"], lr=TRAINING["lr"], c=lam,
                         sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rng=seed + total)

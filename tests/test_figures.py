@@ -179,3 +179,14 @@ def test_fig14_shows_the_penalty_effect_from_the_shipped_networks(tmp_path):
     for ratio, _ in penalised:
         assert ratio[2] < zero[1]              # the penalised interval lies below lambda = 0's
     assert r["exact"][0][0] == 1.0
+
+
+def test_fig14_names_a_missing_shipped_network(tmp_path, monkeypatch):
+    from scoredyn.paper_figures import fig14_network_memorization as fig14
+    empty = tmp_path / "networks"
+    empty.mkdir()
+    (empty / "training.json").write_text((fig14.NETWORKS / "training.json").read_text())
+    monkeypatch.setattr(fig14, "NETWORKS", empty)
+    with pytest.raises(RuntimeError, match=r"shipped network width128_lambda0_steps3000\.npz "
+                                           r"cannot be loaded.*--retrain"):
+        fig14.main(tmp_path, rng=0)
