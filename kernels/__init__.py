@@ -12,8 +12,9 @@ scalar      per-element formulas shared by the CPU and CUDA kernels (compiled fo
 target      binds a loop written once in plain Python to one target's functions.
 trajectory  the per-trajectory time loop of the log-time ODE, written once.
 cell        the margins of one query's Voronoi cell, written once.
+softmax     the online softmax over data points (a tile at a time), written once.
 reduction   the streaming posterior-mean / log-normaliser / two-nearest pass
-            with direct differences (small d).
+            with direct differences (small d): :mod:`softmax` over vectorised tiles.
 gemm_tile   the per-tile update of the GEMM path (large d) with exact
             recomputation of the entries whose rounding error matters.
 moments     dense weights and the weighted covariance (Jacobian of D).
@@ -25,7 +26,8 @@ knn         exact streaming k nearest neighbours.
 
 CUDA (numba-cuda; imported only by ``backend="cuda"`` and the tests):
 
-cuda_device     the scalar formulas compiled for the device; per-query loops.
+cuda_device     the scalar formulas compiled for the device; per-query loops
+                (:mod:`softmax` one point at a time, :mod:`cell`).
 cuda_reduction  the posterior reduction: small-d and tiled large-d kernels.
 cuda_voronoi    the Voronoi pass.
 cuda_odeint     :mod:`trajectory` on the device.

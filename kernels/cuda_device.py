@@ -16,7 +16,7 @@ import math
 from numba import cuda, float32, float64
 from numba.core import config
 
-from . import cell, scalar
+from . import cell, scalar, softmax
 from .target import specialise
 
 
@@ -108,8 +108,8 @@ def query_functions(D, ft=float64):
         folds data point ``src[row]`` (index ``j``, squared distance ``dist``)
         into the running state: ``m`` the smallest distance so far, ``l =
         sum exp(-(dist_i - m) inv)``, ``acc = sum exp(...) (x_i - xc)`` —
-        the CPU kernel's tile update (``reduction.posterior_one``), one point
-        at a time.  Returns ``(m, l, i1, d1, i2, d2)``.
+        :func:`softmax.fold`, the CPU kernel's tile update, with a tile of one
+        point.  Returns ``(m, l, i1, d1, i2, d2)``.
     posterior : device function
         ``posterior(X, u, xc, inv, want_top2, mean)``: the posterior mean of
         ``y = u + xc`` relative to ``xc`` against all rows of ``X`` (global
@@ -119,22 +119,30 @@ def query_functions(D, ft=float64):
         device, ``(bdist, gap, ntied)``.
     """
 
+    layout = data_layout(D)
+
+    @_device
+    def rescale(m_old, m_new, inv):
+        return math.exp(softmax_exponent(m_old, m_new, inv))
+
+    @_device
+    def weight(dist, m, inv):
+        return math.exp(ft(softmax_exponent(dist, m, inv)))
+
+    @_device
+    def weighted_sum(w, nt, src, r0, k, c):       # the GPU folds one point at a time
+        return w[0] * (src[r0, k] - c)
+
+    fold = _device(specialise(softmax.fold, dict(layout, top2_insert=top2_insert,
+                                                 rescale=rescale, weight=weight,
+                                                 weighted_sum=weighted_sum),
+                              f"fold_cuda_{D}_{ft}", softmax.TARGET_NAMES))
+
     @_device
     def absorb(dist, j, src, row, xc, inv, want_top2, acc, m, l, i1, d1, i2, d2):
-        if want_top2:
-            i1, d1, i2, d2 = top2_insert(dist, j, i1, d1, i2, d2)
-        if dist < m:
-            if l > 0.0:
-                f = math.exp(softmax_exponent(m, dist, inv))
-                l *= f
-                for k in range(D):
-                    acc[k] *= f
-            m = dist
-        w = math.exp(ft(softmax_exponent(dist, m, inv)))
-        l += w
-        for k in range(D):
-            acc[k] += w * (src[row, k] - xc[k])
-        return m, l, i1, d1, i2, d2
+        one = cuda.local.array(1, ft)         # a tile of one point (registers, once inlined)
+        one[0] = dist
+        return fold(one, 1, j, src, row, xc, inv, want_top2, acc, m, l, i1, d1, i2, d2)
 
     @_device
     def posterior(X, u, xc, inv, want_top2, mean):
@@ -156,7 +164,6 @@ def query_functions(D, ft=float64):
             mean[k] /= l
         return m, l, i1, d1
 
-    layout = data_layout(D)
     bindings = dict(layout, square=square, bisector_margins=bisector_margins)
     bindings["bisector_"] = _device(specialise(cell.bisector, bindings, "bisector_cuda",
                                                cell.TARGET_NAMES))

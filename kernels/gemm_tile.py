@@ -26,6 +26,7 @@ from numba import njit
 
 from .config import FASTMATH
 from .mathfn import relative_weight
+from .scalar import top2_insert_cpu
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -115,15 +116,9 @@ def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
                 dt = _direct_sqdist(Y, q, X, j, a)
                 e = rho * (dt + 2.0 * a * nx * np.sqrt(dt))
                 S[q, j] = dt
-                if top and dt < d2[q]:
-                    if dt < d1[q]:
-                        i2[q] = i1[q]
-                        d2[q] = d1[q]
-                        i1[q] = j0 + j
-                        d1[q] = dt
-                    else:
-                        i2[q] = j0 + j
-                        d2[q] = dt
+                if top:
+                    i1[q], d1[q], i2[q], d2[q] = top2_insert_cpu(dt, j0 + j, i1[q], d1[q],
+                                                                 i2[q], d2[q])
             elif negl:
                 S[q, j] = np.inf
                 continue

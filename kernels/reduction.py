@@ -18,9 +18,11 @@ Memory: O(TILE_N) scratch per parallel block; no Q x N matrix.
 import numpy as np
 from numba import njit, prange
 
+from . import softmax
 from .config import FASTMATH, TILE_N
 from .mathfn import relative_weight
 from .scalar import top2_insert_cpu
+from .target import specialise
 
 #: queries per parallel work item of :func:`reduce_direct`
 _CHUNK = 32
@@ -39,6 +41,29 @@ def _tile_distances(XT, t0, nt, y, a, xc, dist):
         for j in range(nt):
             t = yk - (a * xk[j] - ck)
             dist[j] += t * t
+
+
+@njit(fastmath=FASTMATH, inline="always")
+def _weighted_sum(w, nt, XT, j0, k, c):
+    """``sum_j w[j] (XT[k, j0 + j] - c)``: a contiguous row, so the loop vectorises."""
+    xk = XT[k, j0:j0 + nt]
+    a = 0.0
+    for j in range(nt):
+        a += w[j] * (xk[j] - c)
+    return a
+
+
+@njit(inline="always")
+def _ndim(XT):
+    return XT.shape[0]
+
+
+#: the online softmax (:mod:`softmax`) on the CPU: data transposed (d, N), so that a tile's
+#: loops run over contiguous points and vectorise, with the kernels' vectorisable exp
+fold = njit(fastmath=FASTMATH, cache=True, inline="always", error_model="numpy")(
+    specialise(softmax.fold, dict(top2_insert=top2_insert_cpu, rescale=relative_weight,
+                                  weight=relative_weight, weighted_sum=_weighted_sum, ndim=_ndim),
+               "fold_cpu", softmax.TARGET_NAMES))
 
 
 @njit(fastmath=FASTMATH, cache=True, error_model="numpy")
@@ -80,32 +105,8 @@ def posterior_one(XT, y, a, xc, inv, want_top2, mean, dist):
     for t0 in range(0, n, TILE_N):
         nt = min(TILE_N, n - t0)
         _tile_distances(XT, t0, nt, y, a, xc, dist)
-        tmin = np.inf
-        for j in range(nt):
-            tmin = min(tmin, dist[j])
-        if want_top2 and tmin < d2:
-            for j in range(nt):
-                i1, d1, i2, d2 = top2_insert_cpu(dist[j], t0 + j, i1, d1, i2, d2)
-        if tmin < dmin:
-            if lsum > 0.0:
-                f = relative_weight(dmin, tmin, inv)
-                lsum *= f
-                for k in range(d):
-                    mean[k] *= f
-            dmin = tmin
-        s = 0.0
-        for j in range(nt):
-            e = relative_weight(dist[j], dmin, inv)
-            dist[j] = e
-            s += e
-        lsum += s
-        for k in range(d):
-            xk = XT[k, t0:t0 + nt]
-            ck = xc[k]
-            acc = 0.0
-            for j in range(nt):
-                acc += dist[j] * (xk[j] - ck)
-            mean[k] += acc
+        dmin, lsum, i1, d1, i2, d2 = fold(dist, nt, t0, XT, t0, xc, inv, want_top2, mean,
+                                          dmin, lsum, i1, d1, i2, d2)
     inv_l = 1.0 / lsum
     for k in range(d):
         mean[k] *= inv_l
