@@ -23,6 +23,10 @@ odeint_lanes  the same scheme with trajectories as SIMD lanes (many trajectories
             no recentring / V^delta tracking).
 voronoi     two nearest sites and :mod:`cell` on the CPU.
 knn         exact streaming k nearest neighbours.
+launch      launching a compiled loop over trajectories on the CPU's cores.
+mixture_query  one query against diagonal Gaussian components (an online softmax of
+            their log-densities), written once.
+mixture     :mod:`mixture_query` on the CPU, and the GEMM-path tiles of mixtures.
 
 CUDA (numba-cuda; imported only by ``backend="cuda"`` and the tests):
 
@@ -31,6 +35,7 @@ cuda_device     the scalar formulas compiled for the device; per-query loops
 cuda_reduction  the posterior reduction: small-d and tiled large-d kernels.
 cuda_voronoi    the Voronoi pass.
 cuda_odeint     :mod:`trajectory` on the device.
+cuda_mixture    :mod:`mixture_query` on the device.
 
 Numerical traps
 ---------------
