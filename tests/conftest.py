@@ -38,6 +38,47 @@ def _cuda_state():
         return False, False
 
 
+def _lock_simulated_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` atomic.
+
+    numba-cuda's simulator (``FakeCUDAShared.array``) looks a block's shared array up by
+    the caller's source line and creates it when missing, without a lock: two simulated
+    threads that interleave between the lookup and the store each get an array of their
+    own, and one reads the other's uninitialised memory (seen here as a 1e233 in a
+    posterior mean once thread hand-overs became frequent).  The same code under a lock;
+    ``stack[-2]`` is still the kernel's line, since this replaces the method itself.
+    """
+    import threading
+    import traceback
+
+    import numpy as np
+    from numba.cuda.simulator import kernelapi
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:
+            return original(self, shape, dtype, alignment)
+        dtype = _as_dtype(dtype)
+        caller = traceback.extract_stack(sys._getframe())[-2][0:2]
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+def _as_dtype(dtype):
+    import numpy as np
+    from numba.core import types
+    from numba.np import numpy_support
+    return numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else np.dtype(dtype)
+
+
 def pytest_collection_modifyitems(config, items):
     simulator, has_gpu = _cuda_state()
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none usable here)")
@@ -51,6 +92,7 @@ def pytest_collection_modifyitems(config, items):
         # test took 0.7 s or 50 s by the luck of the scheduler.  Handing over every 50 us
         # makes every launch take about a second.
         sys.setswitchinterval(5e-5)
+        _lock_simulated_shared_arrays()
     for item in items:
         if item.get_closest_marker("gpu") is not None and not has_gpu:
             item.add_marker(skip_gpu)

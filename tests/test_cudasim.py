@@ -376,3 +376,32 @@ def test_cuda_engine_takes_a_mixtures_cpu_steps():
     np.testing.assert_allclose(r.y, ref.y, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r.ys, ref.ys, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r.boundary_distance, ref.boundary_distance, rtol=1e-12)
+
+
+def test_simulated_shared_arrays_are_one_per_block():
+    """The suite's premise: every simulated thread of a block sees the same shared array.
+    tests/conftest.py makes the simulator's lazy allocation atomic; without it, this kernel
+    gave one block's threads arrays of their own in 1 of 20 launches in a standalone run
+    (64 wrong sums), so this guard can miss a regression: it fails only when the race hits."""
+    from numba import cuda, float64
+
+    # the simulator swaps the kernel's global `cuda` for its fake module, so the kernel
+    # needs `cuda` among its globals (not a local of this test)
+    source = (
+        "def total(out):\n"
+        "    s = cuda.shared.array(64, float64)\n"
+        "    t = cuda.threadIdx.x\n"
+        "    s[t] = t + 1.0\n"
+        "    cuda.syncthreads()\n"
+        "    acc = 0.0\n"
+        "    for j in range(64):\n"
+        "        acc += s[j]\n"
+        "    out[cuda.blockIdx.x * 64 + t] = acc\n")
+    namespace = {"cuda": cuda, "float64": float64}
+    exec(source, namespace)
+    total = cuda.jit(namespace["total"])
+
+    for _ in range(10):
+        out = np.zeros(4 * 64)
+        total[4, 64](out)
+        np.testing.assert_array_equal(out, 64 * 65 / 2)
