@@ -16,7 +16,7 @@ optimum memorizes 100 %.  Width 256 is left out for its cost (about 4x width 128
 once at 10^5 steps it memorized less than width 128 (34 % [28, 39] against 56 % [50, 62] by
 the ratio test): at a fixed step count the trend in width is not monotone.
 
-Training the networks takes about 7 minutes on one core, so the package ships them
+Training the networks takes 4 to 7 minutes on one core, so the package ships them
 (``fig14_networks/``, plain :meth:`ScoreMLP.save` archives, about 1 MB, with a manifest of how
 they were trained) and the figure loads them by default; ``retrain=True``
 (``scoredyn figures --retrain``) trains them anew from the figure's seed and writes them

@@ -342,7 +342,7 @@ def _cluster_options(p, store=False):
 
 def _retrain_option(p):
     p.add_argument("--retrain", action="store_true",
-                   help="figure 14: train its networks anew (about 7 minutes on one core) and "
+                   help="figure 14: train its networks anew (4 to 7 minutes on one core) and "
                         "write them to OUT/fig14_networks, instead of loading the shipped ones")
 
 
