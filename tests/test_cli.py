@@ -126,3 +126,19 @@ def test_retrain_reaches_figure_14_only(tmp_path):
                                         for name in manifest["networks"])
     record = json.loads((tmp_path / "fig14_network_memorization.json").read_text())
     assert record["networks"].startswith("networks trained in this run")
+
+
+def test_float32_certification_table(capsys):
+    """The float32 analysis at toy size: the three kinds partition the entries; the logit
+    bound falls like 1/sigma^2; small sigma leaves only the nearest to recompute and large
+    sigma certifies everything at a loose tolerance."""
+    from scoredyn.apps.bench_float32 import float32_certification
+    rows = float32_certification(q=6, n=300, d=512, scales=(0.1, 1.0, 64.0), taus=(1e-3,),
+                                 echo=False)
+    for r in rows:
+        assert abs(r["negligible"] + r["certified"] + r["recompute"] - 1.0) < 1e-12
+    bounds = [r["logit_bound"] for r in rows]
+    np.testing.assert_allclose(bounds[0] / bounds[1], 100.0, rtol=1e-9)
+    assert rows[0]["recompute"] <= 3 / 300 and rows[-1]["certified"] == 1.0
+    assert cli.main(["bench", "float32", "--quick"]) == 0
+    assert "logit bound" in capsys.readouterr().out

@@ -109,6 +109,10 @@ def _bench(args):
         rows["mixture_ode"] = bench_mixture.ode_benchmark(
             bench_mixture.ODE_SIZES_QUICK if args.quick else bench_mixture.ODE_SIZES,
             repeat=args.repeat)
+    if args.what == "float32":
+        from . import bench_float32
+        kw = dict(q=10, n=1000) if args.quick else {}
+        rows["float32"] = bench_float32.float32_certification(**kw)
     if args.what == "dask":
         from . import bench_dask
         rows["dask"] = bench_dask.dask_benchmark(quick=args.quick)
@@ -351,12 +355,14 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
     b.add_argument("what", nargs="?", default="all",
-                   choices=["field", "ode", "all", "gpu", "coldstart", "dask", "mixture"],
+                   choices=["field", "ode", "all", "gpu", "coldstart", "dask", "mixture",
+                            "float32"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
                         "the CUDA kernels against cupy / torch on an NVIDIA GPU, each first "
                         "call from an empty kernel cache (coldstart; --quick: without verify), "
-                        "the distributed workloads on 1 and 2 local Dask workers (dask), or "
-                        "Gaussian-mixture scores against numpy and scikit-learn (mixture)")
+                        "the distributed workloads on 1 and 2 local Dask workers (dask), "
+                        "Gaussian-mixture scores against numpy and scikit-learn (mixture), or "
+                        "what a rigorous float32 GEMM could certify at large d (float32)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],
                    choices=["float64", "float32"])
