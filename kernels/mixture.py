@@ -21,6 +21,7 @@ from .config import FASTMATH
 from .mathfn import exp_nonpos
 from .scalar import bisector_margins_cpu
 from .target import specialise
+from .voronoi import square
 
 #: queries per parallel work item
 _CHUNK = 16
@@ -44,12 +45,8 @@ def table_site(P, k, j):
     return P[k, j]
 
 
-@njit(inline="always")
-def _square(t):
-    return t * t
 
-
-_CELL = dict(ndim=table_ndim, npoints=table_npoints, site=table_site, square=_square,
+_CELL = dict(ndim=table_ndim, npoints=table_npoints, site=table_site, square=square,
              bisector_margins=bisector_margins_cpu)
 _CELL["bisector_"] = njit(fastmath=FASTMATH, cache=True, inline="always")(
     specialise(cell.bisector, _CELL, "bisector_table_cpu", cell.TARGET_NAMES))
@@ -284,6 +281,14 @@ def _tile_weights(A, q, tmax, m, l, fac):
     l[q] += s
 
 
+@njit(inline="always")
+def _neglected(base_k, z_low, best, mneg):
+    """The GEMM tiles' neglect rule: no weight (``base_k = -inf``), or a logit whose upper
+    bound ``base_k - z_low / 2`` (``z_low``: the quadratic form's lower bound) lies more than
+    ``mneg`` below the best lower bound of the query's logits."""
+    return base_k == -np.inf or base_k - 0.5 * z_low < best - mneg
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
 def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l, fac):
     """Turn a BLAS tile of a diagonal mixture's quadratic forms into relative weights.
@@ -335,7 +340,7 @@ def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l,
         for k in range(nt):
             z = A[q, k]
             e = S[q, k]
-            if base[k] == -np.inf or base[k] - 0.5 * (z - e) * inv < best - mneg:
+            if _neglected(base[k], (z - e) * inv, best, mneg):
                 A[q, k] = -np.inf
                 continue
             if 0.5 * e * inv > tau and e > 4.0 * rho * max(z, 0.0):
@@ -412,7 +417,7 @@ def mixture_lowrank_gemm_tile(A, S, T, Y, AM, F, U, Minv, c, base, hnorm, inv, a
         for k in range(nt):
             z = A[q, k]
             e = S[q, k]
-            if base[k] == -np.inf or base[k] - 0.5 * (z - e) < best - mneg:
+            if _neglected(base[k], z - e, best, mneg):
                 A[q, k] = -np.inf
                 continue
             if 0.5 * e > tau and e > 4.0 * gamma * z:

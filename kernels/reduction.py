@@ -23,6 +23,7 @@ from .config import FASTMATH, TILE_N
 from .mathfn import relative_weight
 from .scalar import top2_insert_cpu
 from .target import specialise
+from .voronoi import ndim
 
 #: queries per parallel work item of :func:`reduce_direct`
 _CHUNK = 32
@@ -53,16 +54,11 @@ def _weighted_sum(w, nt, XT, j0, k, c):
     return a
 
 
-@njit(inline="always")
-def _ndim(XT):
-    return XT.shape[0]
-
-
 #: the online softmax (:mod:`softmax`) on the CPU: data transposed (d, N), so that a tile's
 #: loops run over contiguous points and vectorise, with the kernels' vectorisable exp
 fold = njit(fastmath=FASTMATH, cache=True, inline="always", error_model="numpy")(
     specialise(softmax.fold, dict(top2_insert=top2_insert_cpu, rescale=relative_weight,
-                                  weight=relative_weight, weighted_sum=_weighted_sum, ndim=_ndim),
+                                  weight=relative_weight, weighted_sum=_weighted_sum, ndim=ndim),
                "fold_cpu", softmax.TARGET_NAMES))
 
 

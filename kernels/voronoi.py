@@ -48,11 +48,12 @@ def site(XT, j, k):
 
 
 @njit(inline="always")
-def _square(t):
-    return t * t        # FASTMATH has no ``contract``: never fused into an FMA
+def square(t):
+    """``t * t``, never fused into an FMA (FASTMATH has no ``contract``)."""
+    return t * t
 
 
-_CPU = dict(ndim=ndim, npoints=npoints, site=site, square=_square,
+_CPU = dict(ndim=ndim, npoints=npoints, site=site, square=square,
             bisector_margins=bisector_margins_cpu)
 _CPU["bisector_"] = njit(fastmath=FASTMATH, cache=True, inline="always")(
     specialise(cell.bisector, _CPU, "bisector_cpu", cell.TARGET_NAMES))

@@ -16,7 +16,7 @@ tiles of components on threads, each with single-threaded BLAS
 """
 import numpy as np
 
-from .reduce import GEMM_LOGIT_TOL, GEMM_TILE_N, _gamma, run_gemm_pieces
+from .reduce import GEMM_LOGIT_TOL, GEMM_TILE_N, _gamma, neglect_margin, run_gemm_pieces
 
 
 def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
@@ -58,7 +58,7 @@ def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
     Y2 = Y * Y
     yn2 = Y2.sum(axis=1)
     gamma, rho = _gamma(d + 4), _gamma(d + 3)
-    mneg = 40.0 + np.log(k)
+    mneg = neglect_margin(k)
 
     def piece(q0, q1, j_lo, j_hi):
         y, y2 = Y[q0:q1], Y2[q0:q1]
@@ -160,7 +160,7 @@ def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
     UF = np.ascontiguousarray((U * F[:, :, None]).transpose(0, 2, 1).reshape(k * r, d))
     Y2 = Y * Y
     gamma = _gamma(d + 4)
-    mneg = 40.0 + np.log(k)
+    mneg = neglect_margin(k)
     tile = max(1, GEMM_TILE_N // r)
 
     def piece(q0, q1, j_lo, j_hi):

@@ -30,9 +30,15 @@ GEMM_LOGIT_TOL = 1e-12
 _U64 = 2.0 ** -53
 
 
-def _gamma(n):
-    """Higham's gamma_n = n u / (1 - n u) for float64."""
-    return n * _U64 / (1.0 - n * _U64)
+def neglect_margin(n):
+    """``M = 40 + log n``: the GEMM paths drop an entry whose logit is provably more than ``M``
+    below the best one, so that all ``n`` dropped entries together weigh less than ``e^-40``."""
+    return 40.0 + np.log(n)
+
+
+def _gamma(n, u=_U64):
+    """Higham's gamma_n = n u / (1 - n u); ``u`` the unit roundoff (float64's by default)."""
+    return n * u / (1.0 - n * u)
 
 
 class PreparedData:
@@ -199,7 +205,7 @@ def _gemm_piece(prep, Y, alpha, sigma, inv2s2, want_top2, j_lo, j_hi):
     X, xn2 = prep.X, prep.xn2
     gamma = _gamma(d + 4)
     rho = _gamma(d + 2)
-    mneg = 40.0 + np.log(prep.n)
+    mneg = neglect_margin(prep.n)
     with np.errstate(over="ignore", under="ignore"):
         twosig2 = 2.0 * sigma * sigma
     yn2 = np.einsum("ij,ij->i", Y, Y)

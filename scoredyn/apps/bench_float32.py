@@ -25,11 +25,10 @@ prints the table).
 """
 import numpy as np
 
-_U32 = 2.0 ** -24
+from .._host.reduce import _gamma, neglect_margin
 
-
-def _gamma32(n):
-    return n * _U32 / (1.0 - n * _U32)
+#: float32's unit roundoff
+U32 = 2.0 ** -24
 
 
 def float32_certification(q=50, n=5000, d=3072, scales=(0.25, 1.0, 4.0, 16.0, 64.0),
@@ -62,14 +61,14 @@ def float32_certification(q=50, n=5000, d=3072, scales=(0.25, 1.0, 4.0, 16.0, 64
     # squared distances in float64 by direct differences, a query at a time (the truth the
     # float32 entries are measured against)
     dist = np.stack([np.einsum("ij,ij->i", X - y, X - y) for y in Y])
-    E = _gamma32(d + 4) * (yn[:, None] + xn[None, :]) ** 2
+    E = _gamma(d + 4, U32) * (yn[:, None] + xn[None, :]) ** 2
     upper = np.min(dist + E, axis=1, keepdims=True)
     rows = []
     for tau in taus:
         for scale in scales:
             sigma = scale * np.sqrt(d) / 4.0
             ts2 = 2.0 * sigma * sigma
-            negligible = (dist - E - upper) > ts2 * (40.0 + np.log(n))
+            negligible = (dist - E - upper) > ts2 * neglect_margin(n)
             certified = ~negligible & (E / ts2 <= tau)
             rows.append({"sigma": float(sigma), "tau": float(tau),
                          "logit_bound": float(np.median(E / ts2)),
