@@ -38,8 +38,80 @@ def _direct_sqdist(Y, q, X, j, a):
     return acc
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _row_min(S, q):
+    """``min_j S[q, j]`` with eight independent accumulators (a single running minimum
+    is a chain of dependent comparisons, about 4x slower)."""
+    n = S.shape[1]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.inf
+    j = 0
+    while j + 8 <= n:
+        m0 = min(m0, S[q, j])
+        m1 = min(m1, S[q, j + 1])
+        m2 = min(m2, S[q, j + 2])
+        m3 = min(m3, S[q, j + 3])
+        m4 = min(m4, S[q, j + 4])
+        m5 = min(m5, S[q, j + 5])
+        m6 = min(m6, S[q, j + 6])
+        m7 = min(m7, S[q, j + 7])
+        j += 8
+    while j < n:
+        m0 = min(m0, S[q, j])
+        j += 1
+    return min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _new_reference(q, tmin, terr, inv, dmin, derr, lsum):
+    """Make the tile's smallest distance ``tmin`` (error bound ``terr``) row ``q``'s reference
+    when it is below ``dmin``, rescaling the running sum of weights; returns the factor for
+    the running weighted sum of the data (1 when the reference stays)."""
+    f = 1.0
+    if tmin < dmin[q]:
+        if lsum[q] > 0.0:
+            f = relative_weight(dmin[q], tmin, inv)
+            lsum[q] *= f
+        dmin[q] = tmin
+        derr[q] = terr
+    return f
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _tile_row_certified(S, q, tmin, ny, a, xn, inv, ts2, gamma, mneg, dmin, derr, lsum):
+    """Row ``q`` of :func:`gemm_tile_update` when no entry needs recomputation.
+
+    ``S[q]`` holds the distances, ``tmin`` their minimum.  The reference upper bound
+    is ``tmin`` plus the error bound of its entry (first index on ties; at least the
+    smallest ``Dt + E`` of the general passes, so no entry is neglected that they
+    would keep); ``tmin`` becomes the new reference when it is below ``dmin``.  Then
+    the relative weights, 0 for entries provably more than ``M`` below the best (the
+    general passes' neglect rule), in a loop that vectorises.  Returns the factor for
+    the running weighted sum.
+    """
+    nt = S.shape[1]
+    jmin = 0
+    while jmin < nt - 1 and not S[q, jmin] == tmin:
+        jmin += 1
+    r = ny + a * xn[jmin]
+    emin = gamma * r * r
+    ref_hi = min(dmin[q] + derr[q], tmin + emin)
+    f = _new_reference(q, tmin, emin, inv, dmin, derr, lsum)
+    m = dmin[q]
+    cut = ts2 * mneg
+    s = 0.0
+    for j in range(nt):
+        dt = S[q, j]
+        r = ny + a * xn[j]
+        w = relative_weight(dt, m, inv)
+        w = 0.0 if (dt - gamma * r * r) - ref_hi > cut else w
+        S[q, j] = w
+        s += w
+    lsum[q] += s
+    return f
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True)
-def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
+def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
                      gamma, rho, tau, mneg, want_top2,
                      dmin, derr, lsum, fac, i1, d1, i2, d2):
     """Turn a BLAS tile of inner products into relative weights, in place.
@@ -59,8 +131,8 @@ def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
         ``|y|^2`` (computed in float64).
     X : (nt, d) float64
         The data tile.
-    xn2 : (nt,) float64
-        ``|x|^2``.
+    xn2, xn : (nt,) float64
+        ``|x|^2`` and ``|x|``.
     j0 : int
         Global index of the tile's first point.
     alpha, inv2s2, twosig2 : (qb,) float64
@@ -78,19 +150,37 @@ def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
         Running two nearest (exact squared distances).
     """
     qb, nt = S.shape
+    xmax = 0.0
+    xmin = np.inf
+    for j in range(nt):
+        xmax = max(xmax, xn[j])
+        xmin = min(xmin, xn[j])
     for q in range(qb):
         a = alpha[q]
         inv = inv2s2[q]
         ts2 = twosig2[q]
         ny = np.sqrt(yn2[q])
-        # pass 1: distances and the two smallest upper bounds of the tile
+        # the distances (a loop that vectorises) and their minimum
+        for j in range(nt):
+            S[q, j] = yn2[q] - 2.0 * a * S[q, j] + a * a * xn2[j]
+        tmin = _row_min(S, q)
+        # no entry of the row needs recomputation when the largest error bound is below
+        # the smallest recomputation floor (the floor grows with the distance, which is
+        # at least tmin); then, unless neighbours are asked for, the row is finished in
+        # loops without branches
+        rmax = ny + a * xmax
+        t0 = max(tmin, 0.0)
+        floor_lo = 4.0 * (rho * (t0 + 2.0 * a * xmin * np.sqrt(t0)) + tau * ts2)
+        if not want_top2 and gamma * rmax * rmax <= floor_lo:
+            fac[q] = _tile_row_certified(S, q, tmin, ny, a, xn, inv, ts2, gamma, mneg,
+                                         dmin, derr, lsum)
+            continue
+        # pass 1: the two smallest upper bounds of the tile
         hi1 = np.inf
         hi2 = np.inf
         for j in range(nt):
-            dt = yn2[q] - 2.0 * a * S[q, j] + a * a * xn2[j]
-            S[q, j] = dt
-            r = ny + a * np.sqrt(xn2[j])
-            hi = dt + gamma * r * r
+            r = ny + a * xn[j]
+            hi = S[q, j] + gamma * r * r
             if hi < hi2:
                 if hi < hi1:
                     hi2 = hi1
@@ -104,7 +194,7 @@ def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
         terr = 0.0
         for j in range(nt):
             dt = S[q, j]
-            nx = np.sqrt(xn2[j])
+            nx = xn[j]
             r = ny + a * nx
             e = gamma * r * r
             lo = dt - e
@@ -125,15 +215,7 @@ def gemm_tile_update(S, Y, yn2, X, xn2, j0, alpha, inv2s2, twosig2,
             if dt < tmin:
                 tmin = dt
                 terr = e
-        # rescale the running sums to the new reference
-        f = 1.0
-        if tmin < dmin[q]:
-            if lsum[q] > 0.0:
-                f = relative_weight(dmin[q], tmin, inv)
-                lsum[q] *= f
-            dmin[q] = tmin
-            derr[q] = terr
-        fac[q] = f
+        fac[q] = _new_reference(q, tmin, terr, inv, dmin, derr, lsum)
         # pass 3: relative weights
         m = dmin[q]
         s = 0.0

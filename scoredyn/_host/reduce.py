@@ -53,6 +53,7 @@ class PreparedData:
         self.X = kernel_array(data)
         self.XT = kernel_array(np.ascontiguousarray(data.T))
         self.xn2 = np.einsum("ij,ij->i", data, data)
+        self.xn = np.sqrt(self.xn2)
         self.n, self.d = data.shape
         #: the largest coordinate magnitude (for the working length scale)
         self.magnitude = float(np.max(np.abs(data))) if data.size else 0.0
@@ -202,7 +203,7 @@ def _gemm_piece(prep, Y, alpha, sigma, inv2s2, want_top2, j_lo, j_hi):
     weighted sum of the data relative to ``dmin``.
     """
     q, d = Y.shape
-    X, xn2 = prep.X, prep.xn2
+    X, xn2, xn = prep.X, prep.xn2, prep.xn
     gamma = _gamma(d + 4)
     rho = _gamma(d + 2)
     mneg = neglect_margin(prep.n)
@@ -225,7 +226,7 @@ def _gemm_piece(prep, Y, alpha, sigma, inv2s2, want_top2, j_lo, j_hi):
         Xt = X[j0:j1]
         S = sbuf if j1 - j0 == sbuf.shape[1] else np.empty((q, j1 - j0))
         np.matmul(Y, Xt.T, out=S)
-        gemm_tile_update(S, Y, yn2, Xt, xn2[j0:j1], j0, alpha, inv2s2, twosig2,
+        gemm_tile_update(S, Y, yn2, Xt, xn2[j0:j1], xn[j0:j1], j0, alpha, inv2s2, twosig2,
                          gamma, rho, GEMM_LOGIT_TOL, mneg, want_top2,
                          dmin, derr, lsum, fac, i1, d1, i2, d2)
         acc *= fac[:, None]
@@ -275,7 +276,13 @@ def run_gemm_pieces(q, n, piece):
         ``results[b]`` holds the pieces of block b in data order.
     """
     workers = max(1, numba.get_num_threads())
-    blocks = [(q0, min(q0 + GEMM_BLOCK_Q, q)) for q0 in range(0, q, GEMM_BLOCK_Q)]
+    # blocks of at most GEMM_BLOCK_Q queries, as many as a multiple of the workers when
+    # there are enough queries, and of equal size (so that no thread idles at the end)
+    nblocks = -(-q // GEMM_BLOCK_Q)
+    if q >= workers * 16:
+        nblocks = -(-nblocks // workers) * workers
+    size = max(1, -(-q // max(nblocks, 1)))
+    blocks = [(q0, min(q0 + size, q)) for q0 in range(0, q, size)]
     nchunks = 1 if len(blocks) >= workers else min(workers, -(-n // GEMM_TILE_N))
     bounds = np.linspace(0, n, nchunks + 1).astype(np.int64)
     jobs = [(qb, (int(bounds[c]), int(bounds[c + 1]))) for qb in blocks for c in range(nchunks)]
@@ -288,8 +295,7 @@ def run_gemm_pieces(q, n, piece):
         if workers == 1:
             flat = [run(job) for job in jobs]
         else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                flat = list(pool.map(run, jobs))
+            flat = list(_pool(workers).map(run, jobs))
     return blocks, [flat[b * nchunks:(b + 1) * nchunks] for b in range(len(blocks))]
 
 
@@ -307,6 +313,13 @@ def _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i
         acc, dmin[s], lsum[s], i1[s], d1[s], i2[s], d2[s] = _merge_pieces(pieces, inv2s2[s])
         mean[s] = acc / lsum[s, None]
     return mean
+
+
+@functools.cache
+def _pool(workers):
+    """One thread pool per worker count, kept for the process: a solve calls the reduction
+    thousands of times, and starting threads cost about 1 ms per call."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoredyn-gemm")
 
 
 @functools.cache
