@@ -142,3 +142,20 @@ def test_float32_certification_table(capsys):
     assert rows[0]["recompute"] <= 3 / 300 and rows[-1]["certified"] == 1.0
     assert cli.main(["bench", "float32", "--quick"]) == 0
     assert "logit bound" in capsys.readouterr().out
+
+
+def test_ode_data_benchmark_rows():
+    """``scoredyn bench ode-data`` at toy size: every engine takes the same steps (equal
+    evaluation counts), the batched engine's candidates serve part of the late stages, and
+    the end points agree with the numpy engine's to the GEMM path's logit accuracy (tau =
+    1e-12 per logit moves D by at most tau * diam(data) per evaluation, diam <= sqrt(64) = 8
+    for pixels in [0, 1]; over the 11 units of s: 11 * 8e-12 < 1e-10)."""
+    from scoredyn.apps.bench_ode_data import ode_data_benchmark
+    cases = (("digits", ("digits", None), 12, 8.0, ("batched", "numpy", "numba")),)
+    rows = ode_data_benchmark(cases, echo=False)
+    assert [r["engine"] for r in rows] == ["batched", "numpy", "numba"]
+    assert len({r["nfev"] for r in rows}) == 1 and all(r["success"] for r in rows)
+    assert 0.2 < rows[0]["served"] < 1.0
+    assert max(r["max_dy"] for r in rows) < 1e-10
+    assert rows[0]["vs_batched"] == 1.0
+    assert cli.build_parser().parse_args(["bench", "ode-data", "--quick"]).what == "ode-data"

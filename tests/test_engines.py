@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.dynamics.engines import (ENGINES, LANE_MAX_ND, LANE_MIN_TRAJECTORIES, NUMPY_MIN_D,
-                                       NUMPY_MIN_N, NUMPY_MIN_Q, choose)
+from scoredyn.dynamics.engines import (BATCHED_MIN_ND, BATCHED_MIN_Q, ENGINES, LANE_MAX_ND,
+                                       LANE_MIN_TRAJECTORIES, choose)
 
 from .test_ode import authors_data
 
-CPU_ENGINES = ("numpy", "numba", "numba-lanes")
+CPU_ENGINES = ("numpy", "numba", "numba-lanes", "batched")
 
 
 @pytest.mark.parametrize("method", ["dopri5", "gl-dopri5"])
@@ -72,14 +72,15 @@ def test_the_automatic_choice(q, kw, expected):
 @pytest.mark.parametrize("n,d,q,backend,expected", [
     (LANE_MAX_ND // 2, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
     (LANE_MAX_ND // 2 + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
-    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q, "auto", "numpy"),              # GEMM regime
-    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q, "numba", "numba"),             # asked for
-    (NUMPY_MIN_N, NUMPY_MIN_D, NUMPY_MIN_Q - 1, "auto", "numba"),
-    (NUMPY_MIN_N - 1, NUMPY_MIN_D, NUMPY_MIN_Q, "auto", "numba"),
+    (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "auto", "batched"),          # large data
+    (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numba", "batched"),         # same family
+    (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q - 1, "auto", "numba"),
+    (BATCHED_MIN_ND // 48 - 1, 48, BATCHED_MIN_Q, "auto", "numba"),
+    (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numpy", "numpy"),
 ])
 def test_the_automatic_choice_by_size(monkeypatch, n, d, q, backend, expected):
     """The measured crossovers (scoredyn.dynamics.engines): lanes only for small data, the
-    numpy engine's batched GEMM stages for large data in high dimension under "auto"."""
+    batched engine's GEMM stages for large data."""
     from scoredyn import backend as backend_module
     monkeypatch.setattr(backend_module, "cuda_status", lambda: (False, "no GPU in this test"))
     rng = np.random.default_rng(14)
@@ -100,7 +101,7 @@ def test_fields_the_fused_kernels_do_not_take_run_on_numpy():
 
 
 def test_registry_is_complete():
-    assert set(ENGINES) == {"numpy", "numba", "numba-lanes", "cuda"}
+    assert set(ENGINES) == {"numpy", "numba", "numba-lanes", "cuda", "batched"}
     for name, engine in ENGINES.items():
         assert engine.name == name and engine.backend in ("numpy", "numba", "cuda")
 

@@ -326,7 +326,7 @@ def test_recentred_collapse_is_resolved_to_s_60(method):
     (dict(backend="gpu"), ValueError, r"`backend` must be one of 'auto', 'numpy', 'numba', 'cuda'; got 'gpu'"),
     (dict(recentre=True, backend="numpy"), ValueError, r"backend 'numpy' cannot run this problem: `recentre` and `delta` need a fused engine"),
     (dict(method="etd2m", h=0.1, backend="numba"), ValueError, r"backend 'numba' runs the fused kernel, which cannot run this problem: it needs a one-step method"),
-    (dict(engine="scipy"), ValueError, r"`engine` must be one of 'numpy', 'numba', 'numba-lanes', 'cuda'; got 'scipy'"),
+    (dict(engine="scipy"), ValueError, r"`engine` must be one of 'numpy', 'numba', 'numba-lanes', 'cuda', 'batched'; got 'scipy'"),
     (dict(engine="numba-lanes", delta=0.1), ValueError, r"`engine`='numba-lanes' cannot run this problem: `recentre` and `delta` need"),
     (dict(engine="numba", method="etd2m", h=0.1), ValueError, r"`engine`='numba' cannot run this problem: it needs a one-step method"),
     (dict(engine="numpy", backend="numba"), ValueError, r"`engine`='numpy' runs on backend 'numpy', but `backend`='numba'"),

@@ -109,6 +109,10 @@ def _bench(args):
         rows["mixture_ode"] = bench_mixture.ode_benchmark(
             bench_mixture.ODE_SIZES_QUICK if args.quick else bench_mixture.ODE_SIZES,
             repeat=args.repeat)
+    if args.what == "ode-data":
+        from . import bench_ode_data
+        rows["ode_data"] = bench_ode_data.ode_data_benchmark(
+            bench_ode_data.CASES_QUICK if args.quick else bench_ode_data.CASES)
     if args.what == "float32":
         from . import bench_float32
         kw = dict(q=10, n=1000) if args.quick else {}
@@ -355,13 +359,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     b = sub.add_parser("bench", help="time the kernels against numpy / torch / pykeops")
     b.add_argument("what", nargs="?", default="all",
-                   choices=["field", "ode", "all", "gpu", "coldstart", "dask", "mixture",
-                            "float32"],
+                   choices=["field", "ode", "ode-data", "all", "gpu", "coldstart", "dask",
+                            "mixture", "float32"],
                    help="the posterior-mean kernel, the ODE solver, both on the CPU (default), "
                         "the CUDA kernels against cupy / torch on an NVIDIA GPU, each first "
                         "call from an empty kernel cache (coldstart; --quick: without verify), "
                         "the distributed workloads on 1 and 2 local Dask workers (dask), "
-                        "Gaussian-mixture scores against numpy and scikit-learn (mixture), or "
+                        "Gaussian-mixture scores against numpy and scikit-learn (mixture), "
+                        "the ODE on scikit-learn's digits and in d = 3072 on every engine "
+                        "(ode-data; digits need scikit-learn), or "
                         "what a rigorous float32 GEMM could certify at large d (float32)")
     b.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     b.add_argument("--dtype", nargs="+", default=["float64", "float32"],

@@ -145,7 +145,7 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
         for any field and method.  "auto" (default, or the ``SCOREDYN_BACKEND``
         variable) takes the GPU when usable, else the CPU kernels, else numpy.
         See :mod:`scoredyn.backend`.
-    engine : {"numpy", "numba", "numba-lanes", "cuda"} or None
+    engine : {"numpy", "numba", "numba-lanes", "batched", "cuda"} or None
         One engine by name (:data:`scoredyn.dynamics.engines.ENGINES`; ``ValueError``
         with the reason when it cannot run the problem).  None: the automatic
         choice described in :mod:`scoredyn.dynamics.engines` (on the CPU, the SIMD-lane

@@ -10,6 +10,10 @@
                    without recentring or ``V^delta`` tracking; ~3.5x faster at small N.
 ``"cuda"``         the fused GPU kernel (numba-cuda), one thread per trajectory:
                    ``d <= 16``, at most 7 stages.
+``"batched"``      the numpy engine's loop with an :class:`~scoredyn.EmpiricalScore`'s
+                   stages of all trajectories through the GEMM reduction, each
+                   trajectory's softmax pruned to certified candidates once sigma is
+                   small (:mod:`.batched`); any method, no recentring or ``V^delta``.
 =================  =====================================================================
 
 The automatic choice (``solve(..., engine=None)``): the ``backend=`` argument
@@ -19,41 +23,44 @@ problem is fused-compatible, else "numpy" — and within "numba":
 
 * ``"numba-lanes"`` from :data:`LANE_MIN_TRAJECTORIES` trajectories on, for small
   data (``N d <= LANE_MAX_ND``), unless recentring or ``V^delta`` tracking is asked for;
-* under ``backend="auto"``, the numpy engine for large data in the GEMM regime
-  (``d >= NUMPY_MIN_D``, ``N >= NUMPY_MIN_N``, ``Q >= NUMPY_MIN_Q``): it evaluates each
-  stage of all trajectories at once through the field's matrix-product reduction;
+* ``"batched"`` for large data (``N d >= BATCHED_MIN_ND``) and many trajectories
+  (``Q >= BATCHED_MIN_Q``), unless recentring or ``V^delta`` tracking is asked for;
 * else ``"numba"``.
 
-The thresholds are measured crossovers (dopri5, rtol 1e-8, 2 cores; seconds): lanes
-against per-trajectory at Q = 1000, N = 20 / 50 / 100 / 200 in d = 2: 0.04 / 0.05 / 0.09 /
+The thresholds are measured crossovers (2 cores; seconds).  Lanes against per-trajectory
+(dopri5, rtol 1e-8) at Q = 1000, N = 20 / 50 / 100 / 200 in d = 2: 0.04 / 0.05 / 0.09 /
 0.17 against 0.07 / 0.09 / 0.10 / 0.16, in d = 8: N = 50 0.11 against 0.13, N = 100 0.29
-against 0.23, and at N = 1000 lanes lose in every d (0.97 against 0.59 in d = 2); numpy
-against per-trajectory: N = 1797, d = 64, Q = 1000 (scikit-learn's digits, to s = 16 at
-rtol 1e-9) 35.5 against 45.9 (lanes 90), N = 5000, d = 64, Q = 200 6.2 against 9.8, but
-N = 2000, d = 32 5.1 against 4.3 and N = 1000, d = 128 15.3 against 13.9.  ``engine=``
-names one engine directly; it raises ``ValueError`` with the reason when that engine
-cannot serve the problem.
+against 0.23, and at N = 1000 lanes lose in every d (0.97 against 0.59 in d = 2).  Batched
+against per-trajectory (standard normal data, starts at data points plus sigma = 20 noise,
+s from -log 20 to 16, dopri5 at rtol 1e-9), (N, d, Q): (2000, 32, 1000) 9.4 against 32.8,
+(1000, 128, 1000) 13.5 against 61.4, (5000, 64, 200) 6.0 against 32.4, (1500, 48, 200)
+2.7 against 7.1, (1000, 24, 200) 1.6 against 2.2, (2000, 16, 1000) 11.5 against 14.4,
+(1000, 64, 50) 1.4 against 1.5; but (300, 32, 200) 1.6 against 0.7 and (200, 64, 100)
+1.1 against 0.6.  ``engine=`` names one engine directly; it raises ``ValueError`` with the
+reason when that engine cannot serve the problem.
 """
 from ...backend import resolve
 from ...kernels.sizes import LANES
 from .base import Engine, Problem, SolveResult, STATUS_MESSAGES
+from .batched import BatchedEngine
 from .fused import CudaEngine, LaneEngine, NumbaEngine
 from .numpy_engine import NumpyEngine
 
 #: every engine by name
-ENGINES = {e.name: e for e in (NumpyEngine(), NumbaEngine(), LaneEngine(), CudaEngine())}
+ENGINES = {e.name: e for e in (NumpyEngine(), NumbaEngine(), LaneEngine(), CudaEngine(),
+                               BatchedEngine())}
 
 #: from this many trajectories on, the automatic choice on the CPU takes "numba-lanes"
 #: (two full lane sets: fewer leave most lanes idle) ...
 LANE_MIN_TRAJECTORIES = 2 * LANES
 #: ... when the data are small: N d at most this (each lane set then re-reads little data)
 LANE_MAX_ND = 400
-#: the automatic choice takes the numpy engine (stages batched through the GEMM reduction)
-#: from these sizes on (module docstring)
-NUMPY_MIN_D, NUMPY_MIN_N, NUMPY_MIN_Q = 48, 1500, 200
+#: the automatic choice takes the batched engine from this much data (N d) and this many
+#: trajectories on (module docstring)
+BATCHED_MIN_ND, BATCHED_MIN_Q = 24_000, 100
 
 __all__ = ["ENGINES", "Engine", "Problem", "SolveResult", "STATUS_MESSAGES", "choose",
-           "LANE_MIN_TRAJECTORIES", "LANE_MAX_ND", "NUMPY_MIN_D", "NUMPY_MIN_N", "NUMPY_MIN_Q"]
+           "LANE_MIN_TRAJECTORIES", "LANE_MAX_ND", "BATCHED_MIN_ND", "BATCHED_MIN_Q"]
 
 
 def choose(problem, engine=None, backend=None):
@@ -113,9 +120,9 @@ def choose(problem, engine=None, backend=None):
         if (q >= LANE_MIN_TRAJECTORIES and n * d <= LANE_MAX_ND
                 and lanes.unavailable(problem) is None):
             return lanes
-        if (not explicit and d >= NUMPY_MIN_D and n >= NUMPY_MIN_N and q >= NUMPY_MIN_Q
-                and ENGINES["numpy"].unavailable(problem) is None):
-            return ENGINES["numpy"]
+        if (n * d >= BATCHED_MIN_ND and q >= BATCHED_MIN_Q
+                and ENGINES["batched"].unavailable(problem) is None):
+            return ENGINES["batched"]
         return ENGINES["numba"]
     why = ENGINES["numpy"].unavailable(problem)
     if why is not None:

@@ -9,6 +9,9 @@ solve takes the same steps on every engine.  The field is evaluated through
 its public :meth:`scoredyn.ScoreField.residual`, so fields written outside the
 package run here.
 """
+import functools
+
+import numba
 import numpy as np
 
 from ...kernels import scalar
@@ -16,22 +19,63 @@ from ...kernels.trajectory import (STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_ST
                                   STATUS_SUCCESS)
 from .base import Engine, SolveResult, initial_step, messages
 
-# the kernels' scalar formulas, one trajectory (or component) at a time
-_error_ratio = np.vectorize(scalar.error_ratio, otypes=[float])
-_accept_exponent = np.vectorize(scalar.accept_step_exponent, otypes=[float])
-_reject_exponent = np.vectorize(scalar.reject_step_exponent, otypes=[float])
-_next_log_errold = np.vectorize(scalar.next_log_errold, otypes=[float])
 
 
-def _rhs(field, z, s, label):
-    """f(z, s) = r (D - z) at sigma = e^{-s} (alpha = 1), per trajectory."""
-    with np.errstate(under="ignore"):
-        sigma = np.exp(-s)
-    # past s ~ 745 sigma underflows to 0, where the fields take their exact limits
-    # (1 / sigma^2 = inf picks the nearest site); that is not an error here
-    with np.errstate(divide="ignore", over="ignore"):
-        res, lse = field.residual(z, sigma, np.ones_like(sigma), label)
-        return field._factors(sigma, lse)[0][:, None] * res
+@functools.cache
+def _ufunc(formula):
+    """The scalar ``formula`` of :mod:`scoredyn.kernels.scalar` compiled as a numpy ufunc.
+
+    The kernels' own source, applied element by element at compiled speed: the error
+    norm runs on every component of every trajectory at every step (``np.vectorize``
+    of the Python function spent about half of a large solve there).
+    """
+    nargs = formula.__code__.co_argcount
+    return numba.vectorize([numba.float64(*([numba.float64] * nargs))],
+                           cache=True)(formula)
+
+
+def _error_ratio(*args):
+    return _ufunc(scalar.error_ratio)(*args)
+
+
+def _accept_exponent(*args):
+    return _ufunc(scalar.accept_step_exponent)(*args)
+
+
+def _reject_exponent(*args):
+    return _ufunc(scalar.reject_step_exponent)(*args)
+
+
+def _next_log_errold(*args):
+    return _ufunc(scalar.next_log_errold)(*args)
+
+
+def stage_rhs(field, label=None):
+    """``f(z, s, rows) = r (D - z)`` at sigma = e^{-s} (alpha = 1), per trajectory.
+
+    The engines' loops pass the states ``z`` (n, d), their times ``s`` (n,) and ``rows``,
+    the trajectories they belong to (which this plain evaluation ignores; the batched
+    engine's keeps state per trajectory).
+    """
+    def rhs(z, s, rows):
+        with np.errstate(under="ignore"):
+            sigma = np.exp(-s)
+        # past s ~ 745 sigma underflows to 0, where the fields take their exact limits
+        # (1 / sigma^2 = inf picks the nearest site); that is not an error here
+        with np.errstate(divide="ignore", over="ignore"):
+            res, lse = field.residual(z, sigma, np.ones_like(sigma), label)
+            return field._factors(sigma, lse)[0][:, None] * res
+    return rhs
+
+
+def _lincomb(coef, arrays):
+    """``sum_j coef[j] * arrays[j]`` added in order, as ``sum`` would, with one temporary."""
+    out = coef[0] * arrays[0]
+    tmp = np.empty_like(out)
+    for cj, aj in zip(coef[1:], arrays[1:len(coef)]):
+        np.multiply(cj, aj, out=tmp)
+        out += tmp
+    return out
 
 
 def _norms(y):
@@ -64,12 +108,14 @@ def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
     max_norm = _norms(y0)
     grid, slot = span, np.full(2, -1, np.int64)
     ys = np.empty((0,) + y0.shape)
+    def rhs3(z, s, rows):
+        return rhs(z, s)
     if meth.adaptive:
         first = h if h is not None else initial_step(span, meth.order, rtol)
-        y = _adaptive(rhs, y0, grid, slot, meth, first, rtol, atol, max_steps, ys, *stats,
+        y = _adaptive(rhs3, y0, grid, slot, meth, first, rtol, atol, max_steps, ys, *stats,
                       status, max_norm)
     else:
-        y = _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], status,
+        y = _fixed(rhs3, y0, grid, slot, meth, h, max_steps, ys, stats[0], stats[2], status,
                    max_norm)
     return y, status
 
@@ -91,14 +137,17 @@ class NumpyEngine(Engine):
         return solve_numpy(problem)
 
 
-def solve_numpy(problem):
-    """Run ``problem`` (a :class:`Problem`) on the numpy engine."""
+def solve_numpy(problem, rhs=None, engine="numpy"):
+    """Run ``problem`` (a :class:`Problem`) on the numpy engine's loop.
+
+    ``rhs(z, s, rows)`` evaluates the stages (default: :func:`stage_rhs` of the
+    problem's field); ``engine`` names the engine in the result.
+    """
     field, y0, label = problem.field, problem.y0, problem.label
     meth, save = problem.method, problem.save
     q, d = y0.shape
-
-    def rhs(z, s):
-        return _rhs(field, z, s, label)
+    if rhs is None:
+        rhs = stage_rhs(field, label)
 
     grid, slot = problem.grid
     ys = np.full((save.size, q, d), np.nan)
@@ -117,7 +166,7 @@ def solve_numpy(problem):
                    status, max_norm)
     result = SolveResult(y=y, s=save, ys=ys, n_steps=n_steps, n_rejected=n_rej, nfev=nfev,
                          status=status, method=meth.name, message=messages(status),
-                         max_norm=max_norm, engine="numpy")
+                         max_norm=max_norm, engine=engine)
     if hasattr(field, "nearest"):
         kw = {} if label is None else {"label": label}
         i1, _, r1, _ = field.nearest(y, **kw)
@@ -128,6 +177,7 @@ def solve_numpy(problem):
 def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, max_norm):
     y = y0.copy()
     q = y.shape[0]
+    rows = np.arange(q)
     n_prev = None   # ETD2M: N at the previous step and that step's size
     h_prev = None
     for k in range(grid.size - 1):
@@ -146,7 +196,7 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
             s = grid[k] + i * hk
             sv = np.full(q, s)
             if meth.multistep:
-                N = rhs(y, sv) + y
+                N = rhs(y, sv, rows) + y
                 nfev += 1
                 if n_prev is None:
                     ynew = e * y + p1 * N
@@ -158,7 +208,7 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
                 G = []
                 for st in range(c.size):
                     Y = E[st] * y + hk * sum(A[st, j] * G[j] for j in range(st)) if st else y
-                    G.append(rhs(Y, sv + c[st] * hk) + ell * Y)
+                    G.append(rhs(Y, sv + c[st] * hk, rows) + ell * Y)
                     nfev += 1
                 ynew = Ef * y + hk * sum(b[st] * G[st] for st in range(c.size))
             bad = ~np.all(np.isfinite(ynew), axis=1)
@@ -189,7 +239,7 @@ def _lawson_stages(rhs, meth, y, s, h, f0, nfev, idx):
                 + sum(w[:, j, None] * dn[j] for j in range(1, len(dn))))
     for st in range(1, c.size):
         Y = row(np.where(np.arange(c.size) < st, meth.A[st], 0.0), c[st], h, y, N0, dN)
-        K.append(rhs(Y, s + c[st] * h))
+        K.append(rhs(Y, s + c[st] * h, idx))
         dN.append(K[-1] + Y - N0)
         nfev[idx] += 1
     ynew = row(meth.b, 1.0, h, y, N0, dN)
@@ -221,7 +271,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
     lerrold = np.full(q, scalar.LOG_ERROLD_START)
     nxt = np.ones(q, np.int64)   # next grid index to reach / save
     active = np.ones(q, bool)
-    f0 = rhs(y, s)
+    f0 = rhs(y, s, np.arange(q))
     nfev += 1
     while np.any(active):
         idx = np.flatnonzero(active)
@@ -254,11 +304,11 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             combine = None
             K = [f0[idx]]
             for st in range(1, c.size):
-                Y = yi + hi[:, None] * sum(A[st, j] * K[j] for j in range(st))
-                K.append(rhs(Y, si + c[st] * hi))
+                Y = yi + hi[:, None] * _lincomb(A[st, :st], K)
+                K.append(rhs(Y, si + c[st] * hi, idx))
                 nfev[idx] += 1
-            ynew = yi + hi[:, None] * sum(b[st] * K[st] for st in range(c.size))
-            err = hi[:, None] * sum(berr[st] * K[st] for st in range(c.size))
+            ynew = yi + hi[:, None] * _lincomb(b, K)
+            err = hi[:, None] * _lincomb(berr, K)
         # a non-finite new state ends its trajectory, which keeps its last finite state
         bad = ~np.all(np.isfinite(ynew), axis=1)
         if np.any(bad):
@@ -281,7 +331,11 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             ha, ya, yn, sa, sn = hi[acc], yi[acc], ynew[acc], si[acc], s_next[acc]
             Ka = [Kj[acc] for Kj in K]
             # saves inside (s, s + h]: dense output or exact landing
-            for jj, qq in enumerate(ia):
+            nxt_a = nxt[ia]
+            due = nxt_a < grid.size
+            due[due] = grid[nxt_a[due]] <= sn[due]
+            for jj in np.flatnonzero(due):
+                qq = ia[jj]
                 while nxt[qq] < grid.size and grid[nxt[qq]] <= sn[jj]:
                     sl = slot[nxt[qq]]
                     if sl >= 0:
@@ -308,7 +362,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             if fsal:
                 f0[ia] = Ka[-1]
             else:
-                f0[ia] = rhs(yn, s[ia])
+                f0[ia] = rhs(yn, s[ia], ia)
                 nfev[ia] += 1
             done = (s[ia] >= grid[-1]) | (nxt[ia] >= grid.size)
             active[ia[done]] = False
