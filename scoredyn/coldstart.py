@@ -132,10 +132,17 @@ def warm(*, progress=True):
         sd.GaussianMixture(X64, np.full((30, 64), 0.1),
                            factors=np.ones((30, 64, 2))).denoise(Y64, 0.5)   # low rank, GEMM
 
+    def batched():
+        # to s = 10 so that the certified candidates serve some stages (their kernel and the
+        # k-nearest search compile too); the numpy engine's controller comes with it
+        sd.solve(sd.EmpiricalScore(X64), X64[:4] + 0.1 * Y64[:4], (0.0, 10.0),
+                 engine="batched")
+
     groups = [("fields", fields), ("Gaussian mixtures", mixture),
               ("voronoi and nearest neighbours", geometry),
               ("solve, per trajectory", solve("numba", 2)),
-              ("solve, SIMD lanes", solve("numba-lanes", lanes))]
+              ("solve, SIMD lanes", solve("numba-lanes", lanes)),
+              ("solve, batched", batched)]
     took = []
     bar = tqdm(groups, desc="compiling", unit="group", disable=not progress)
     for name, fn in bar:

@@ -110,7 +110,7 @@ def test_compile_command_warms_every_group(capsys):
     out = capsys.readouterr().out
     for group in ("fields", "Gaussian mixtures", "voronoi and nearest neighbours",
                   "solve, per trajectory",
-                  "solve, SIMD lanes"):
+                  "solve, SIMD lanes", "solve, batched"):
         assert group in out
     assert "compiled (or loaded from the cache) every CPU kernel" in out
 
