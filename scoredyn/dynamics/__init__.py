@@ -6,7 +6,7 @@
 * :mod:`~scoredyn.dynamics.solver` — :func:`solve`, the log-time reverse ODE
   ``dy/ds = -(y - D(y, s))`` of Baptista et al. (2025, arXiv:2501.15785, eq. 3.4);
 * :mod:`~scoredyn.dynamics.engines` — the engines that run it (numpy, numba,
-  numba-lanes, cuda);
+  numba-lanes, batched, cuda);
 * :mod:`~scoredyn.dynamics.sampling` — the original-time samplers
   (probability flow, reverse SDE, DDPM and DDIM).
 """
