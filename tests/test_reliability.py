@@ -659,3 +659,32 @@ def test_read_only_inputs_give_the_same_bits():
     for k in range(2):
         np.testing.assert_array_equal(sd.memorization.nearest_training_points(Y, X)[k],
                                       sd.memorization.nearest_training_points(Yr, Xr)[k])
+
+
+def _gemm_denoise_sum(args):
+    X, Y = args
+    return float(sd.EmpiricalScore(X).denoise(Y, 0.5).sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork start method: POSIX only")
+def test_gemm_reduction_runs_in_a_forked_child():
+    """The GEMM path keeps one thread pool per process; a child made by ``fork`` after the
+    parent used it inherits the pool without its threads and must make its own (it used to
+    wait forever: ``figures --jobs`` and user code fork after a first evaluation)."""
+    import multiprocessing as mp
+
+    import numba
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("the pool is used with two or more worker threads; this machine has one")
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((600, 40))             # d > 24: the GEMM path
+        Y = X[:300] + 0.1 * rng.standard_normal((300, 40))
+        parent = _gemm_denoise_sum((X, Y))              # the parent's pool exists from here on
+        with mp.get_context("fork").Pool(1) as pool:
+            child = pool.map_async(_gemm_denoise_sum, [(X, Y)]).get(timeout=60)
+    finally:
+        numba.set_num_threads(before)
+    assert child == [parent]

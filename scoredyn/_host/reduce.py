@@ -7,6 +7,7 @@ are formed (see :mod:`scoredyn.kernels.reduction` and
 :mod:`scoredyn.kernels`, "Numerical traps" on both paths.
 """
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -295,7 +296,7 @@ def run_gemm_pieces(q, n, piece):
         if workers == 1:
             flat = [run(job) for job in jobs]
         else:
-            flat = list(_pool(workers).map(run, jobs))
+            flat = list(_pool(workers, os.getpid()).map(run, jobs))
     return blocks, [flat[b * nchunks:(b + 1) * nchunks] for b in range(len(blocks))]
 
 
@@ -316,9 +317,10 @@ def _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i
 
 
 @functools.cache
-def _pool(workers):
-    """One thread pool per worker count, kept for the process: a solve calls the reduction
-    thousands of times, and starting threads cost about 1 ms per call."""
+def _pool(workers, pid):
+    """One thread pool per worker count, kept for the process ``pid``: a solve calls the
+    reduction thousands of times, and starting threads cost about 1 ms per call.  A child
+    made by ``fork`` inherits the parent's pool without its threads, so it makes its own."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoredyn-gemm")
 
 
