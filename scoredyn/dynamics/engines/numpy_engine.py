@@ -108,8 +108,10 @@ def integrate_rhs(rhs, y0, span, meth, h, rtol, atol, max_steps):
     max_norm = _norms(y0)
     grid, slot = span, np.full(2, -1, np.int64)
     ys = np.empty((0,) + y0.shape)
+
     def rhs3(z, s, rows):
         return rhs(z, s)
+
     if meth.adaptive:
         first = h if h is not None else initial_step(span, meth.order, rtol)
         y = _adaptive(rhs3, y0, grid, slot, meth, first, rtol, atol, max_steps, ys, *stats,
