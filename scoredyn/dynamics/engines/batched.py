@@ -85,26 +85,36 @@ class CandidateStages:
             inv2s2 = 0.5 / sigma / sigma
         q, d = z.shape
         mean = np.empty((q, d))
-        dmin, lsum = np.empty(q), np.empty(q)
+        dmin, lsum_c = np.empty(q), np.empty(q)
         served = np.zeros(q, bool)
         bound = self.bound[rows]
         if np.any(bound > 0.0):     # early in the flow no trajectory has candidates yet
             with compiling("solve (certified candidates)", candidate_reduce):
                 candidate_reduce(self.prep.X, z, inv2s2, twosig2, self.mneg, self.slack,
-                                 self.cand[rows], self.ref[rows], bound, mean, dmin, lsum,
+                                 self.cand[rows], self.ref[rows], bound, mean, dmin, lsum_c,
                                  served, np.empty((q, self.cand.shape[1])))
-        out = np.empty((q, d))
-        if np.any(served):
-            red = Reduction(mean[served], dmin[served], lsum[served], inv2s2[served])
-            r = self.field._factors(sigma[served], red.log_normalizer())[0]
-            out[served] = r[:, None] * (red.mean - z[served])
-        rest = ~served
-        if np.any(rest):
+        n_served = int(np.count_nonzero(served))
+        self.served += n_served
+        self.full += q - n_served
+        if n_served == 0:                       # the early flow: one full pass, no copies
+            out, lsum = self._full(z, sigma)
+            self._refresh(z, sigma, rows, lsum)
+            return out
+        if n_served < q:
+            out = np.empty((q, d))
+            rest = ~served
             out[rest], lsum = self._full(z[rest], sigma[rest])
             self._refresh(z[rest], sigma[rest], rows[rest], lsum)
-        self.served += int(np.count_nonzero(served))
-        self.full += int(np.count_nonzero(rest))
-        return out
+            out[served] = self._candidate_rhs(mean[served], dmin[served], lsum_c[served],
+                                              sigma[served], inv2s2[served], z[served])
+            return out
+        return self._candidate_rhs(mean, dmin, lsum_c, sigma, inv2s2, z)
+
+    def _candidate_rhs(self, mean, dmin, lsum, sigma, inv2s2, z):
+        """``f`` of served rows from the candidate kernel's mean and softmax state."""
+        red = Reduction(mean, dmin, lsum, inv2s2)
+        r = self.field._factors(sigma, red.log_normalizer())[0]
+        return r[:, None] * (mean - z)
 
     def _full(self, z, sigma):
         """``f`` by a full pass over the data, and each row's sum of relative weights."""
