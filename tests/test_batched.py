@@ -1,4 +1,6 @@
 """The batched engine: stages through the GEMM reduction, pruned to certified candidates."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,35 @@ def test_batched_engine_refuses_what_it_cannot_run():
     numpy_field = sd.EmpiricalScore(np.eye(3), backend="numpy")
     with pytest.raises(ValueError, match="backend"):
         sd.solve(numpy_field, np.zeros((3, 3)), (0.0, 1.0), engine="batched")
+
+
+@pytest.mark.parametrize("span", [(-700.0, 800.0), (300.0, 900.0), (-1000.0, -900.0)])
+def test_batched_engine_at_extreme_times(span):
+    """sigma = e^{-s} overflowing to inf or underflowing to 0 takes the fields' exact limits
+    (equal weights; the nearest point) on both engines, silently and without NaN; the two
+    differ only by rounding (a few ulps of the O(1) states)."""
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((200, 30))
+    field = sd.EmpiricalScore(X)
+    y0 = X[:5] + 0.3 * rng.standard_normal((5, 30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = sd.solve(field, y0, span, engine="batched")
+        b = sd.solve(field, y0, span, engine="numpy")
+    assert a.success and b.success and np.all(np.isfinite(a.y))
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("kw", [dict(method="rk4", h=0.1), dict(method="etd2m", h=0.1),
+                                dict(method="gl-dopri5"), dict(method="dopri5", max_steps=5)])
+def test_batched_engine_runs_every_method(kw):
+    """Fixed-step, multistep and Lawson methods, and a solve stopped by ``max_steps``: the
+    numpy engine's loop, so the same statuses and the same states up to rounding."""
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((200, 30))
+    field = sd.EmpiricalScore(X)
+    y0 = X[:5] + 0.3 * rng.standard_normal((5, 30))
+    a = sd.solve(field, y0, (0.0, 12.0), engine="batched", **kw)
+    b = sd.solve(field, y0, (0.0, 12.0), engine="numpy", **kw)
+    np.testing.assert_array_equal(a.status, b.status)
+    np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-13)

@@ -79,7 +79,8 @@ class CandidateStages:
         if self.k < 1 or length_scale(self.prep.magnitude, z) != 1.0:
             self.full += z.shape[0]
             return self._plain(z, s, rows)
-        with np.errstate(under="ignore", over="ignore"):
+        # sigma may under- or overflow far out in s; the kernels take the exact limits there
+        with np.errstate(under="ignore", over="ignore", divide="ignore"):
             sigma = np.exp(-s)
             twosig2 = 2.0 * sigma * sigma
             inv2s2 = 0.5 / sigma / sigma
@@ -113,7 +114,8 @@ class CandidateStages:
     def _candidate_rhs(self, mean, dmin, lsum, sigma, inv2s2, z):
         """``f`` of served rows from the candidate kernel's mean and softmax state."""
         red = Reduction(mean, dmin, lsum, inv2s2)
-        r = self.field._factors(sigma, red.log_normalizer())[0]
+        with np.errstate(divide="ignore", over="ignore"):      # 1 / sigma at sigma = 0
+            r = self.field._factors(sigma, red.log_normalizer())[0]
         return r[:, None] * (mean - z)
 
     def _full(self, z, sigma):

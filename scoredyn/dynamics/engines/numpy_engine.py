@@ -58,10 +58,11 @@ def stage_rhs(field, label=None):
     engine's keeps state per trajectory).
     """
     def rhs(z, s, rows):
-        with np.errstate(under="ignore"):
+        with np.errstate(under="ignore", over="ignore"):
             sigma = np.exp(-s)
-        # past s ~ 745 sigma underflows to 0, where the fields take their exact limits
-        # (1 / sigma^2 = inf picks the nearest site); that is not an error here
+        # past s ~ 745 sigma underflows to 0 (before s ~ -709 it overflows to inf), where the
+        # fields take their exact limits (1 / sigma^2 = inf picks the nearest site; 0 gives
+        # equal weights); that is not an error here
         with np.errstate(divide="ignore", over="ignore"):
             res, lse = field.residual(z, sigma, np.ones_like(sigma), label)
             return field._factors(sigma, lse)[0][:, None] * res
