@@ -262,6 +262,121 @@ def test_extreme_sigma_against_mpmath(sigma, alpha):
         np.testing.assert_allclose(ld[finite], logp[finite], rtol=0, atol=dl + 16 * EPS * lmax)
 
 
+def _mpmath_full_reference(means, covs, weights, x, sigma, alpha, dps=60):
+    """``(alpha D - x, grad log p_t, log p_t, responsibilities)`` of a mixture with full
+    covariances ``covs`` (K, d, d) in ``dps``-digit arithmetic (``sigma^2`` has no range
+    there; a singular covariance at sigma = 1e-300 needs ~700 digits to see sigma^2)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = dps
+    k, d = means.shape
+    res, score = np.empty_like(x), np.empty_like(x)
+    logp, rho = np.empty(len(x)), np.empty((len(x), k))
+    s2, a = mp.mpf(sigma) ** 2, mp.mpf(alpha)
+    for q, y in enumerate(x):
+        logits, g = [], []
+        for c in range(k):
+            C = mp.matrix([[a * a * mp.mpf(covs[c, i, j]) + (s2 if i == j else 0)
+                            for j in range(d)] for i in range(d)])
+            u = mp.matrix([mp.mpf(y[j]) - a * mp.mpf(means[c, j]) for j in range(d)])
+            Cu = mp.lu_solve(C, u)
+            quad = sum(u[j] * Cu[j] for j in range(d))
+            logits.append(mp.log(weights[c]) - quad / 2 - mp.log(mp.det(2 * mp.pi * C)) / 2)
+            g.append([-Cu[j] for j in range(d)])
+        top = max(logits)
+        w = [mp.exp(lg - top) for lg in logits]
+        tot = sum(w)
+        logp[q] = float(top + mp.log(tot))
+        rho[q] = [float(wc / tot) for wc in w]
+        score[q] = [float(sum(w[c] * g[c][j] for c in range(k)) / tot) for j in range(d)]
+        res[q] = [float(s2 * sum(w[c] * g[c][j] for c in range(k)) / tot) for j in range(d)]
+    return res, score, logp, rho
+
+
+def _full_and_lowrank(rng, k=4, d=3):
+    """A full-covariance mixture (one component singular) and a low-rank one (rank 1 plus a
+    positive diagonal), each with its covariances as (K, d, d) matrices."""
+    means = rng.standard_normal((k, d))
+    w = rng.dirichlet(np.ones(k))
+    Q = np.linalg.qr(rng.standard_normal((k, d, d)))[0]
+    lam = rng.uniform(0.2, 1.0, (k, d))
+    lam[1, 0] = 0.0                                      # a direction of zero variance
+    full = np.einsum("kij,kj,klj->kil", Q, lam, Q)
+    U = rng.standard_normal((k, d, 1))
+    v = rng.uniform(0.2, 1.0, (k, d))
+    low = np.einsum("kip,kjp->kij", U, U) + np.einsum("ki,ij->kij", v, np.eye(d))
+    return ((sd.GaussianMixture(means, full, w), means, full, w),
+            (sd.GaussianMixture(means, v, w, factors=U), means, low, w))
+
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-200, 1e-160, 1e-140, 1e-3, 1.0, 1e140, 1e160,
+                                   1e300])
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_full_and_lowrank_at_every_sigma_against_mpmath(sigma, alpha):
+    """The full and low-rank forms from sigma = 1e-300 to 1e300 (the stream's ratio forms
+    outside 1e-150 < sigma < 1e150, the kernels inside) against 60-digit arithmetic:
+    residual, score, log-density and responsibilities, with a singular component.
+
+    Tolerance: the eigen- or Cholesky factorisation carries a relative error of about
+    ``d eps cond`` into each quadratic form and log-determinant (``cond <= 5 / 0.2 = 25``
+    here: eigenvalues in [0.2, 1], rank-1 terms below ``|U|^2 <~ 10``), so each logit is off
+    by at most ``dl = 8 d eps cond`` times its size ``lmax`` (plus ``d |log sigma|`` from the
+    normaliser); the responsibilities by ``2 dl`` relative, the residual and the score by
+    that times their scale; results in the subnormal range (the score at sigma = 1e160 is
+    ~1e-320) carry an absolute rounding of a few of the smallest subnormals per operation
+    (``sub``)."""
+    rng = np.random.default_rng(21)
+    d = 3
+    sub = 16 * d * np.nextafter(0.0, 1.0)
+    for gm, means, covs, w in _full_and_lowrank(rng, d=d):
+        x = np.concatenate([rng.standard_normal((3, d)), alpha * means[2:3] + 1e-3])
+        res, score, logp, rho = _mpmath_full_reference(means, covs, w, x, sigma, alpha)
+        finite = np.isfinite(logp)
+        lmax = (np.abs(logp[finite]).max() if finite.any() else 0.0) + d * (abs(np.log(sigma))
+                                                                            + 1.0)
+        dl = 8 * d * EPS * 25 * max(lmax, 1.0)
+        scale = np.abs(x).max() + np.abs(means).max()
+        got = gm.residual(x, np.full(len(x), sigma), np.full(len(x), alpha))[0]
+        np.testing.assert_allclose(got, res, rtol=0,
+                                   atol=2 * dl * scale + 16 * EPS * scale + sub,
+                                   err_msg=gm.covariance_type)
+        ss = np.abs(score).max()
+        np.testing.assert_allclose(gm.score(x, sigma, alpha), score, rtol=0,
+                                   atol=2 * dl * ss + 16 * EPS * ss + sub,
+                                   err_msg=gm.covariance_type)
+        np.testing.assert_allclose(gm.weights(x, sigma, alpha), rho, rtol=0, atol=4 * dl)
+        ld = gm.log_density(x, sigma, alpha)
+        np.testing.assert_array_equal(np.isfinite(ld), finite)
+        np.testing.assert_allclose(ld[finite], logp[finite], rtol=0, atol=dl + 16 * EPS * lmax)
+        assert np.all(np.isfinite(gm.jacobian(x, sigma, alpha)))
+
+
+def test_full_form_far_and_singular_limits():
+    """Where every component's logit overflows — a query far from every component, or
+    sigma = 1e-300 with the query off the support of every (singular) component — the
+    weight goes to the smallest quadratic form, as 60-digit arithmetic says, with no NaN;
+    log p_t is -inf (below float64).  A low-rank factor reaching a direction of zero
+    diagonal variance cannot use the Woodbury form at such sigma: a ValueError says so."""
+    means = np.array([[0.0, 0.0], [3.0, 0.0], [0.5, 4.0]])
+    covs = np.array([[[1.0, 0.3], [0.3, 0.5]], [[0.5, 0.0], [0.0, 2.0]],
+                     [[0.25, 0.0], [0.0, 0.0]]])
+    singular = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]],
+                         [[0.5, 0.5], [0.5, 0.5]]])
+    w = np.array([0.2, 0.3, 0.5])
+    for c, x, sigma in ((covs, np.array([[1e200, 3e199]]), 1.0),
+                        (singular, np.array([[0.8, 1.3]]), 1e-300)):
+        gm = sd.GaussianMixture(means, c, w)
+        res, score, logp, rho = _mpmath_full_reference(means, c, w, x, sigma, 1.0, dps=700)
+        np.testing.assert_allclose(gm.weights(x, sigma), rho, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(gm.residual(x, np.array([sigma]), np.array([1.0]))[0], res,
+                                   rtol=1e-13)
+        np.testing.assert_allclose(gm.score(x, sigma), score, rtol=1e-13)
+        assert gm.log_density(x, sigma)[0] == -np.inf and logp[0] < -1e300
+    gm = sd.GaussianMixture(means, [[1.0, 0.0]] * 3, factors=np.ones((3, 2, 1)))
+    with pytest.raises(ValueError, match=r"`sigma` = 1e-300: the low-rank factors of component "
+                                         r"0 reach a direction of zero diagonal variance"):
+        gm.denoise(np.zeros((1, 2)), 1e-300)
+
+
 def test_far_queries_take_the_exact_limit():
     """A query so far from every component that each logit overflows (|y| = 1e200 at
     sigma = 1, or sigma = 1e-200 at distance 1): all weight on the nearest component in the

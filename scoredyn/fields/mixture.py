@@ -84,13 +84,20 @@ class GaussianMixture(ScoreField):
     normal number, and when sigma is so small that every component's logit leaves the
     float64 range the weights take their exact limit (the nearest components in the
     covariance metric), so a mixture of point masses is the empirical field at every sigma.
-    The other paths (``backend="numpy"``, the low-rank and full forms, :meth:`weights` and
-    :meth:`jacobian`) form ``sigma^2`` and serve ``1e-150 < sigma < 1e150``; outside, a
-    ``ValueError`` says so.  Means and standard deviations are limited to
-    :data:`MAGNITUDE` in absolute value (their squares stay finite).
+    The other paths (``backend="numpy"``, the full form, the low-rank form outside
+    ``1e-150 < sigma < 1e150``, :meth:`weights` and :meth:`jacobian`) stream over the
+    components in numpy in ratio form — ``hypot(sigma, alpha s_j)`` and ``sigma / h`` along
+    each direction of the covariance's eigenbasis, never ``sigma^2`` — so they too serve every
+    sigma > 0; where every logit overflows (a query far from every component, or a tiny sigma
+    with directions of zero variance) the weights take the same limit.  One case is refused
+    with a ``ValueError``: a low-rank factor that reaches a direction of zero diagonal
+    variance, at a sigma so small that the Woodbury form would need ``1 / sigma^2`` beyond
+    float64.  Means and standard deviations are limited to :data:`MAGNITUDE` in absolute
+    value (their squares stay finite).
     """
 
-    #: the range of sigma where sigma^2 is a normal float64 number (see Notes)
+    #: the range of sigma where sigma^2 is a normal float64 number: the low-rank and tiled
+    #: kernels form sigma^2 and serve it; outside, the ratio-form stream does (see Notes)
     SIGMA_RANGE = (1e-150, 1e150)
     #: largest |mean| and standard deviation (squared distances stay below the float64 maximum)
     MAGNITUDE = 1e150
@@ -218,26 +225,6 @@ class GaussianMixture(ScoreField):
 
     # -- validation ----------------------------------------------------------------------------
 
-    def _prepare(self, x, sigma, alpha, every_sigma=None):
-        out = super()._prepare(x, sigma, alpha)
-        self._check_sigma(out[1], self._exact_at_every_sigma if every_sigma is None
-                          else every_sigma)
-        return out
-
-    def _check_sigma(self, sigma, every_sigma=None):
-        if self._exact_at_every_sigma if every_sigma is None else every_sigma:
-            return
-        lo, hi = self.SIGMA_RANGE
-        bad = (sigma <= lo) | (sigma >= hi)
-        if np.any(bad):
-            what = ("the responsibilities and the jacobian" if self._exact_at_every_sigma else
-                    f"a {self.covariance_type} GaussianMixture" + (
-                        " on backend='numpy'" if self.backend == "numpy" else ""))
-            raise ValueError(f"`sigma` must lie in ({lo:g}, {hi:g}) for {what} (sigma^2 must "
-                             f"be a normal float64); got {sigma[bad][0]:g}.  Isotropic and "
-                             f"diagonal mixtures on backend='numba' serve every sigma > 0 in "
-                             f"score, denoise and log_density.")
-
     # -- the reduction -------------------------------------------------------------------------
 
     def _reduce(self, x, sigma, alpha):
@@ -246,7 +233,10 @@ class GaussianMixture(ScoreField):
         groups = _groups(sigma, alpha)
         if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
-        if self.covariance_type == "low-rank" and self.backend != "numpy":
+        lo, hi = self.SIGMA_RANGE
+        if (self.covariance_type == "low-rank" and self.backend != "numpy"
+                and all(lo < s < hi for s, _ in groups[1])):
+            # the low-rank kernels form sigma^2; elsewhere the stream's ratio forms serve
             pairs = groups[1]
             if len(pairs) <= GROUPED_LOGDET and self._gemm_serves(x, pairs):
                 # large d: the three sums over d as matrix products (bounded logit error)
@@ -255,11 +245,7 @@ class GaussianMixture(ScoreField):
                     y, self.means, self.variances, self.factors, self._logpi, s, a))
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
-        state = _Softmax(x.shape)
-        for k in range(self.n_components):
-            if self._logpi[k] > -np.inf:
-                state.add(*self._component(k, x, sigma, alpha, groups))
-        return state.result()
+        return self._stream(x, sigma, alpha, groups)
 
     def _gemm_serves(self, x, pairs):
         """Whether the GEMM path takes queries ``x`` at these (sigma, alpha) pairs: above
@@ -366,63 +352,134 @@ class GaussianMixture(ScoreField):
                             res, lse)
         return res, lse
 
-    def _component(self, k, x, sigma, alpha, groups):
-        """``(logit_k (Q,), r_k (Q, d))`` of one component, ``r_k = -sigma^2 C_k^{-1} u_k``;
-        ``groups`` is :func:`_groups` of (sigma, alpha)."""
+    def _component(self, k, x, sigma, alpha, groups, power=0, scale=None):
+        """``(base (Q,), z (Q,), v (Q, d), g (Q,))`` of one component: its logit is
+        ``base - z / 2``.
+
+        ``base = log pi_k - (1/2) log det(I + alpha^2 S_k / sigma^2)``; ``z`` the quadratic
+        form ``u^T sigma^2 C_k^{-1} u / sigma^2`` of ``u = scale (x - alpha mu_k)`` (``scale``
+        (Q,), default 1: :meth:`_far_limit` scales by powers of two); ``v = -sigma^{2 -
+        power} C_k^{-1} (x - alpha mu_k)`` (``power`` 0: the residual ``r_k``; 1: ``r_k /
+        sigma``; 2: the component's score), ``C_k = alpha^2 S_k + sigma^2 I``; ``g`` the
+        largest whitened coordinate of the unscaled ``u`` (the scale of ``z``).
+
+        Every quantity is formed from ``h_j = hypot(sigma, alpha s_j)`` (``s_j`` the
+        standard deviations: the eigenvalues' roots of the full form, the diagonal part's of
+        the low-rank form) and ratios ``sigma / h_j`` in (0, 1], never from ``sigma^2``, so
+        nothing over- or underflows on the way at any sigma > 0 (``z`` itself may overflow,
+        for a query far from the component): ``z = sum_j (w_j / h_j)^2`` (``w = V^T u``; the
+        low-rank form subtracts the Woodbury term of ``M = I + Ut^T Ut``, ``Ut = alpha U /
+        h``), the log determinant ``sum_j log1p((alpha s_j / sigma)^2)`` (+ ``log det M``),
+        and ``sigma^{2-p} C^{-1} u`` carries the factor ``(sigma / h)^{2-p} / h^p``.
+        ``groups`` is :func:`_groups` of (sigma, alpha).
+        """
         a = alpha[:, None]
-        inv = 1.0 / (sigma * sigma)
         u = x - a * self.means[k]
+        sig = sigma[:, None]
+        c = np.ones((x.shape[0], 1)) if scale is None else scale[:, None]
         if self.covariance_type == "full":
             V = self.eigenvectors[k]
-            t = (alpha * alpha * inv)[:, None] * self.eigenvalues[k]
-            f = 1.0 / (1.0 + t)
+            asd = a * np.sqrt(self.eigenvalues[k])
+            h = np.hypot(sig, asd)
             w = u @ V
-            z = np.sum(w * w * f, axis=1) * inv
-            return (self._logpi[k] - 0.5 * z - 0.5 * np.log1p(t).sum(axis=1),
-                    -(w * f) @ V.T)
+            g = w / h
+            with np.errstate(over="ignore"):
+                z = np.sum((c * g) ** 2, axis=1)
+            return (self._logpi[k] - 0.5 * _log1p_ratio2(asd, sig).sum(axis=1), z,
+                    -_rotate_back(_scaled_coordinates(w, sig, h, power), V),
+                    np.max(np.abs(g), axis=1, initial=0.0))
+        sd = np.sqrt(self.variances[k])
+        if self.factors is None:
+            asd = a * sd
+            h = np.hypot(sig, asd)
+            g = u / h
+            with np.errstate(over="ignore"):
+                z = np.sum((c * g) ** 2, axis=1)
+            return (self._logpi[k] - 0.5 * _log1p_ratio2(asd, sig).sum(axis=1), z,
+                    -_scaled_coordinates(u, sig, h, power),
+                    np.max(np.abs(g), axis=1, initial=0.0))
         group, pairs = groups
-        if len(pairs) <= GROUPED_LOGDET:
-            # a few (sigma, alpha) pairs: the factors f = sigma^2 / Delta are (d,) vectors
-            z = np.empty(x.shape[0])
-            logdet = np.empty(x.shape[0])
-            r = np.empty_like(x)
-            for g, (s, a_g) in enumerate(pairs):
-                rows = group == g
-                t = (a_g * a_g / s / s) * self.variances[k]
-                f = 1.0 / (1.0 + t)
-                ug = u[rows]
-                z[rows] = ((ug * ug) @ f) / (s * s)
-                logdet[rows] = np.log1p(t).sum()
-                r[rows] = -ug * f
-        else:
-            t = (alpha * alpha * inv)[:, None] * self.variances[k]
-            f = 1.0 / (1.0 + t)                              # sigma^2 / Delta, in (0, 1]
-            z = np.sum(u * u * f, axis=1) * inv
-            logdet = np.log1p(t).sum(axis=1)
-            r = -u * f
-        if self.factors is not None:
-            U = self.factors[k]
-            for g, (s, a_g) in enumerate(pairs):
-                rows = group == g
-                fg = 1.0 / (1.0 + (a_g * a_g / s / s) * self.variances[k])    # (d,)
-                Ud = U * (fg / (s * s))[:, None]              # Delta^{-1} U
-                M = np.eye(U.shape[1]) + a_g * a_g * (U.T @ Ud)
-                L = np.linalg.cholesky(M)
-                tq = (u[rows] * (fg / (s * s))) @ U           # U^T Delta^{-1} u, (Q_g, r)
-                sol = np.linalg.solve(L.T, np.linalg.solve(L, tq.T)).T
-                z[rows] -= a_g * a_g * np.sum(tq * sol, axis=1) * 1.0
-                logdet[rows] += 2.0 * np.sum(np.log(np.diag(L)))
-                # sigma^2 C^{-1} u = u f - alpha^2 sigma^2 Delta^{-1} U M^{-1} U^T Delta^{-1} u
-                r[rows] += a_g * a_g * (sol @ (U * fg[:, None]).T)
-            z = np.maximum(z, 0.0)
-        return self._logpi[k] - 0.5 * z - 0.5 * logdet, r
+        U = self.factors[k]
+        base, z, gmax = (np.empty(x.shape[0]) for _ in range(3))
+        v = np.empty_like(x)
+        for gi, (s, a_g) in enumerate(pairs):
+            rows = group == gi
+            h = np.hypot(s, a_g * sd)                                   # (d,)
+            Ut = (a_g * U) / h[:, None]                                 # (d, r)
+            with np.errstate(over="ignore"):
+                M = np.eye(U.shape[1]) + Ut.T @ Ut
+            if not np.all(np.isfinite(M)):
+                raise ValueError(
+                    f"`sigma` = {s:g}: the low-rank factors of component {k} reach a direction "
+                    f"of zero diagonal variance, where the Woodbury form needs sigma^2 as a "
+                    f"normal float64 (sigma > 1e-150); give a larger sigma or a positive "
+                    f"diagonal part.")
+            L = np.linalg.cholesky(M)
+            gq = u[rows] / h
+            tq = gq @ Ut                                                # (Q_g, r)
+            sol = np.linalg.solve(L.T, np.linalg.solve(L, tq.T)).T
+            cg = c[rows]
+            with np.errstate(over="ignore"):
+                z[rows] = np.maximum(np.sum((cg * gq) ** 2, axis=1)
+                                     - np.sum((cg * tq) * (cg * sol), axis=1), 0.0)
+            base[rows] = self._logpi[k] - 0.5 * (_log1p_ratio2(a_g * sd, s).sum()
+                                                  + 2.0 * np.sum(np.log(np.diag(L))))
+            # sigma^{2-p} C^{-1} u = (sigma / h)^{2-p} / h^p (u - alpha U M^{-1} Ut^T u / h)
+            v[rows] = -_scaled_coordinates(u[rows] - a_g * (sol @ U.T), s, h, power)
+            gmax[rows] = np.max(np.abs(gq), axis=1, initial=0.0)
+        return base, z, v, gmax
+
+    def _stream(self, x, sigma, alpha, groups, power=0):
+        """``(v (Q, d), lse (Q,))`` over the components in numpy (:meth:`_component`), with
+        the exact limit (:meth:`_far_limit`) where every logit leaves the float64 range."""
+        state = _Softmax(x.shape)
+        gmax = np.zeros(x.shape[0])
+        for k in range(self.n_components):
+            if self._logpi[k] > -np.inf:
+                base, z, v, g = self._component(k, x, sigma, alpha, groups, power)
+                state.add(base - 0.5 * z, v)
+                gmax = np.maximum(gmax, g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out, lse = state.result()
+        dead = np.flatnonzero(state.l == 0.0)
+        if dead.size:
+            w = self._far_limit(x[dead], sigma[dead], alpha[dead], gmax[dead])
+            out[dead] = 0.0
+            for k, wk in w.items():
+                v = self._component(k, x[dead], sigma[dead], alpha[dead],
+                                    _groups(sigma[dead], alpha[dead]), power)[2]
+                with np.errstate(invalid="ignore"):
+                    out[dead] += np.where(wk[:, None] > 0.0, wk[:, None] * v, 0.0)
+            lse[dead] = -np.inf
+        return out, lse
+
+    def _far_limit(self, x, sigma, alpha, gmax):
+        """The responsibilities ``{k: (Q,)}`` (non-zero ones) of queries at which every
+        component's logit overflowed: a query far from every component, or sigma so small
+        that directions of zero variance dominate.
+
+        The logits are ``base_k - z_k / 2`` with ``z_k`` beyond the float64 range and
+        ``base_k`` negligible beside it, so the weight goes to the smallest ``z_k``:
+        compared after scaling ``u`` by a power of two per query (``scale * g_max`` in
+        [0.5, 1): exact), split among exact ties by ``base_k``.  The isotropic and diagonal
+        kernels take the same limit (the nearest component in the covariance metric).
+        """
+        groups = _groups(sigma, alpha)
+        scale = np.ldexp(1.0, -np.frexp(np.where(gmax > 0.0, gmax, 1.0))[1])
+        live = [k for k in range(self.n_components) if self._logpi[k] > -np.inf]
+        parts = {k: self._component(k, x, sigma, alpha, groups, 0, scale)[:2] for k in live}
+        zmin = np.min(np.stack([parts[k][1] for k in live]), axis=0)
+        top = np.max(np.stack([np.where(parts[k][1] == zmin, parts[k][0], -np.inf)
+                               for k in live]), axis=0)
+        w = {k: np.where(parts[k][1] == zmin, np.exp(parts[k][0] - top), 0.0) for k in live}
+        total = sum(w.values())
+        return {k: wk / total for k, wk in w.items() if np.any(wk > 0.0)}
 
     # -- the field -----------------------------------------------------------------------------
 
     def residual(self, x, sigma, alpha, label=None):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
-        self._check_sigma(sigma)
         return self._reduce(x, sigma, alpha)[0], None
 
     def _denoised(self, x, sigma, alpha, label):
@@ -436,7 +493,12 @@ class GaussianMixture(ScoreField):
     def _residual_over_sigma(self, x, sigma, alpha, label, power):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
-        if not (self._exact_at_every_sigma and np.any(sigma <= self.SIGMA_RANGE[0])):
+        lo, hi = self.SIGMA_RANGE
+        if not self._exact_at_every_sigma and np.any((sigma <= lo) | (sigma >= hi)):
+            # sigma^{2 - power} C^{-1} u straight from the stream's ratio forms: dividing the
+            # residual by sigma would lose it where it underflows
+            return self._stream(x, sigma, alpha, _groups(sigma, alpha), power)[0]
+        if not (self._exact_at_every_sigma and np.any(sigma <= lo)):
             return super()._residual_over_sigma(x, sigma, alpha, None, power)
         # the residual sigma^2 grad log p underflows where the score does not: the kernel sums
         # the score itself
@@ -459,15 +521,25 @@ class GaussianMixture(ScoreField):
 
     def weights(self, x, sigma, alpha=1.0):
         """Responsibilities ``rho_k(x)`` of the components at time t, shape (Q, K) (dense)."""
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha, every_sigma=False)
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         return self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha)).astype(dt)
 
     def _responsibilities(self, x, sigma, alpha, groups):
-        logits = np.stack([self._component(k, x, sigma, alpha, groups)[0]
-                           for k in range(self.n_components)], axis=1)
+        parts = [self._component(k, x, sigma, alpha, groups)
+                 for k in range(self.n_components)]
+        logits = np.stack([base - 0.5 * z for base, z, _, _ in parts], axis=1)
         m = np.max(logits, axis=1, keepdims=True)
-        e = np.exp(logits - m)
-        return e / e.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            e = np.exp(logits - m)
+            rho = e / e.sum(axis=1, keepdims=True)
+        dead = np.flatnonzero(m[:, 0] == -np.inf)
+        if dead.size:                 # every logit overflowed: the limit (_far_limit)
+            gmax = np.max(np.stack([g for _, _, _, g in parts], axis=1), axis=1)
+            rho[dead] = 0.0
+            for k, wk in self._far_limit(x[dead], sigma[dead], alpha[dead],
+                                         gmax[dead]).items():
+                rho[dead, k] = wk
+        return rho
 
     def jacobian(self, x, sigma, alpha=1.0):
         """Jacobian of the denoiser ``(x + sigma^2 grad log p_t) / alpha``, shape (Q, d, d)
@@ -477,39 +549,38 @@ class GaussianMixture(ScoreField):
         g g^T``, ``g_k = -P_k u_k``, ``P_k = C_k^{-1}`` (``sigma^2 P_k`` formed from the
         factors in (0, 1] as above).
         """
-        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha, every_sigma=False)
+        x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         q, d = x64.shape
-        s2 = (sigma * sigma)[:, None, None]
         groups = _groups(sigma, alpha)
         rho = self._responsibilities(x64, sigma, alpha, groups)
         J = np.broadcast_to(np.eye(d), (q, d, d)).copy()
         gbar = np.zeros((q, d))
         for k in range(self.n_components):
-            _, r = self._component(k, x64, sigma, alpha, groups)   # r = sigma^2 g_k
+            r = self._component(k, x64, sigma, alpha, groups, power=1)[2]   # sigma g_k
             gbar += rho[:, k, None] * r
-            J += rho[:, k, None, None] * (r[:, :, None] * r[:, None, :] / s2
+            J += rho[:, k, None, None] * (r[:, :, None] * r[:, None, :]
                                           - self._sigma2_precision(k, sigma, alpha))
-        J -= gbar[:, :, None] * gbar[:, None, :] / s2
+        J -= gbar[:, :, None] * gbar[:, None, :]
         return (J / alpha[:, None, None]).astype(dt)
 
     def _sigma2_precision(self, k, sigma, alpha):
-        """``sigma^2 C_k^{-1}``, shape (Q, d, d)."""
+        """``sigma^2 C_k^{-1}``, shape (Q, d, d), from the ratios ``sigma / h`` of
+        :meth:`_component` (no ``sigma^2`` formed)."""
         d = self.dim
-        t_scale = (alpha * alpha / sigma / sigma)[:, None]
+        sig, a = sigma[:, None], alpha[:, None]
         if self.covariance_type == "full":
             V = self.eigenvectors[k]
-            f = 1.0 / (1.0 + t_scale * self.eigenvalues[k])
+            f = _ratio_factor(sig, np.hypot(sig, a * np.sqrt(self.eigenvalues[k])), 0)
             return np.einsum("ij,qj,kj->qik", V, f, V)
-        f = 1.0 / (1.0 + t_scale * self.variances[k])
-        P = f[:, :, None] * np.eye(d)
+        h = np.hypot(sig, a * np.sqrt(self.variances[k]))                # (Q, d)
+        f = sig / h
+        P = (f * f)[:, :, None] * np.eye(d)
         if self.factors is not None:
-            U = self.factors[k]
-            a2 = (alpha * alpha)[:, None, None]
-            Uf = U[None] * f[:, :, None]                               # sigma^2 Delta^{-1} U
-            M = np.eye(U.shape[1])[None] + a2 * np.einsum("jp,qjr->qpr", U,
-                                                          Uf / (sigma * sigma)[:, None, None])
-            P -= a2 * np.einsum("qjp,qpr,qir->qji", Uf, np.linalg.inv(M),
-                                Uf / (sigma * sigma)[:, None, None])
+            # sigma^2 C^{-1} = F^2 - (F Ut) M^{-1} (F Ut)^T, Ut = alpha U / h, F = sigma / h
+            Ut = a[:, :, None] * self.factors[k][None] / h[:, :, None]   # (Q, d, r)
+            M = np.eye(Ut.shape[2])[None] + np.einsum("qjp,qjr->qpr", Ut, Ut)
+            FU = f[:, :, None] * Ut
+            P -= np.einsum("qjp,qpr,qir->qji", FU, np.linalg.inv(M), FU)
         return P
 
     def sample(self, n, rng=None):
@@ -546,18 +617,55 @@ def _nonnegative(v):
     return np.ascontiguousarray(v)
 
 
+def _log1p_ratio2(asd, sigma):
+    """``log1p((asd / sigma)^2)`` elementwise at every sigma > 0: ``log1p`` of the squared
+    ratio, or twice the log of the ratio where its square overflows."""
+    with np.errstate(over="ignore", divide="ignore"):
+        r = asd / sigma
+        return np.where(r < 1e150, np.log1p(np.minimum(r, 1e150) ** 2),
+                        2.0 * np.where(np.isfinite(r), np.log(np.where(r > 0, r, 1.0)),
+                                       np.log(np.where(asd > 0, asd, 1.0)) - np.log(sigma)))
+
+
+def _ratio_factor(sigma, h, power):
+    """``(sigma / h)^{2 - power} / h^power`` with ``h = hypot(sigma, alpha s) >= sigma``: the
+    factor of ``sigma^{2 - power} C^{-1}`` along a direction of ``C``'s eigenbasis."""
+    f = sigma / h
+    if power == 0:
+        return f * f
+    with np.errstate(over="ignore"):      # 1 / sigma^2 along a zero variance at tiny sigma
+        return f / h if power == 1 else (1.0 / h) / h
+
+
+def _scaled_coordinates(w, sigma, h, power):
+    """``w`` times :func:`_ratio_factor`, dividing ``w`` itself by ``h`` (so that a zero
+    coordinate stays 0 where the factor overflows: the score along a direction of zero
+    variance at tiny sigma is 0 on the component's support, infinite only off it)."""
+    f = sigma / h
+    if power == 0:
+        return (w * f) * f
+    with np.errstate(over="ignore"):
+        return (w * f) / h if power == 1 else (w / h) / h
+
+
+def _rotate_back(coef, V):
+    """``coef @ V.T`` with ``0 * inf = 0``: a coordinate that overflowed contributes only
+    along the eigenvector entries that are not zero."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = coef @ V.T
+        bad = np.flatnonzero(~np.all(np.isfinite(coef), axis=1))
+        if bad.size:
+            terms = coef[bad][:, None, :] * V[None]
+            out[bad] = np.sum(np.where(V[None] == 0.0, 0.0, terms), axis=2)
+    return out
+
+
 def _log_det(P, sigma, alpha):
     """``sum_j log1p(alpha^2 v_kj / sigma^2)`` per component of the table ``P`` (K,), every
     sigma > 0: ``log1p`` of the squared ratio, or twice the log of the ratio where its
     square overflows (:func:`scoredyn.kernels.mixture_query.log_det_term`)."""
     d = (P.shape[1] - 2) // 2
-    asd = alpha * P[:, d:2 * d]
-    with np.errstate(over="ignore", divide="ignore"):
-        r = asd / sigma
-        out = np.where(r < 1e150, np.log1p(np.minimum(r, 1e150) ** 2),
-                       2.0 * np.where(np.isfinite(r), np.log(r),
-                                      np.log(asd) - np.log(sigma)))
-    return out.sum(axis=1)
+    return _log1p_ratio2(alpha * P[:, d:2 * d], sigma).sum(axis=1)
 
 
 def _groups(sigma, alpha):
@@ -593,7 +701,11 @@ class _Softmax:
             scale = np.where(self.m == m_new, 1.0, np.exp(self.m - m_new))
             w = np.where(live, np.exp(logit - m_new), 0.0)
         self.l = self.l * scale + w
-        self.acc = self.acc * scale[:, None] + w[:, None] * r
+        # a component of weight 0 adds nothing, even where its r is infinite (its score along
+        # a zero variance at tiny sigma)
+        with np.errstate(invalid="ignore"):
+            self.acc = self.acc * scale[:, None] + np.where(w[:, None] > 0.0, w[:, None] * r,
+                                                            0.0)
         self.m = m_new
 
     def result(self):
