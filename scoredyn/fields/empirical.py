@@ -146,8 +146,14 @@ class EmpiricalScore(ScoreField):
                                       method=self.method)
 
     def residual(self, x, sigma, alpha, label=None):
+        return self._residual_reduction(x, sigma, alpha, label)[:2]
+
+    def _residual_reduction(self, x, sigma, alpha, label=None):
+        """``(residual, log-normaliser, reduction)``: :meth:`residual` and the
+        :class:`~scoredyn._host.reduce.Reduction` it came from (the batched engine reads its
+        sums of relative weights)."""
         _, red = self._reduce(x, sigma, alpha, label)
-        return (alpha[:, None] * red.mean - red.x) / red.scale, red.log_normalizer()
+        return (alpha[:, None] * red.mean - red.x) / red.scale, red.log_normalizer(), red
 
     def _denoised(self, x, sigma, alpha, label):
         if self.regularization is None:

@@ -376,7 +376,6 @@ class GaussianMixture(ScoreField):
         a = alpha[:, None]
         u = x - a * self.means[k]
         sig = sigma[:, None]
-        c = np.ones((x.shape[0], 1)) if scale is None else scale[:, None]     # low-rank
         if self.covariance_type == "full":
             V = self.eigenvectors[k]
             asd = a * np.sqrt(self.eigenvalues[k])
@@ -428,7 +427,7 @@ class GaussianMixture(ScoreField):
             gq = u[rows] / h
             tq = gq @ Ut                                                # (Q_g, r)
             sol = np.linalg.solve(L.T, np.linalg.solve(L, tq.T)).T
-            cg = c[rows]
+            cg = 1.0 if scale is None else scale[rows, None]
             with np.errstate(over="ignore"):
                 z[rows] = np.maximum(np.sum((cg * gq) ** 2, axis=1)
                                      - np.sum((cg * tq) * (cg * sol), axis=1), 0.0)
@@ -579,7 +578,7 @@ class GaussianMixture(ScoreField):
         sig, a = sigma[:, None], alpha[:, None]
         if self.covariance_type == "full":
             V = self.eigenvectors[k]
-            f = _ratio_factor(sig, _hypot(sig, a * np.sqrt(self.eigenvalues[k])), 0)
+            f = (sig / _hypot(sig, a * np.sqrt(self.eigenvalues[k]))) ** 2
             return np.einsum("ij,qj,kj->qik", V, f, V)
         h = _hypot(sig, a * np.sqrt(self.variances[k]))                # (Q, d)
         f = sig / h
@@ -657,20 +656,12 @@ def _form(g, scale):
                 np.max(np.abs(g), axis=1, initial=0.0))
 
 
-def _ratio_factor(sigma, h, power):
-    """``(sigma / h)^{2 - power} / h^power`` with ``h = hypot(sigma, alpha s) >= sigma``: the
-    factor of ``sigma^{2 - power} C^{-1}`` along a direction of ``C``'s eigenbasis."""
-    f = sigma / h
-    if power == 0:
-        return f * f
-    with np.errstate(over="ignore"):      # 1 / sigma^2 along a zero variance at tiny sigma
-        return f / h if power == 1 else (1.0 / h) / h
-
-
 def _scaled_coordinates(w, sigma, h, power):
-    """``w`` times :func:`_ratio_factor`, dividing ``w`` itself by ``h`` (so that a zero
-    coordinate stays 0 where the factor overflows: the score along a direction of zero
-    variance at tiny sigma is 0 on the component's support, infinite only off it)."""
+    """``w (sigma / h)^{2 - power} / h^power`` (``h = hypot(sigma, alpha s) >= sigma``: the
+    factor of ``sigma^{2 - power} C^{-1}`` along a direction of ``C``'s eigenbasis), dividing
+    ``w`` itself by ``h`` so that a zero coordinate stays 0 where the factor overflows (the
+    score along a direction of zero variance at tiny sigma is 0 on the component's support,
+    infinite only off it)."""
     f = sigma / h
     if power == 0:
         return (w * f) * f

@@ -121,10 +121,9 @@ class CandidateStages:
     def _full(self, z, sigma):
         """``f`` by a full pass over the data, and each row's sum of relative weights."""
         with np.errstate(divide="ignore", over="ignore"):
-            _, red = self.field._reduce(z, sigma, np.ones_like(sigma), self.label)
-            res = (red.mean - red.x) / red.scale
-            r = self.field._factors(sigma, red.log_normalizer())[0]
-            return r[:, None] * res, red.lsum
+            res, lse, red = self.field._residual_reduction(z, sigma, np.ones_like(sigma),
+                                                           self.label)
+            return self.field._factors(sigma, lse)[0][:, None] * res, red.lsum
 
     def _refresh(self, z, sigma, rows, lsum):
         """New candidates for the trajectories whose sigma has fallen below their retry level.
