@@ -39,24 +39,25 @@ def _direct_sqdist(Y, q, X, j, a):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _row_min(S, q):
-    """``min_j S[q, j]`` with eight independent accumulators (a single running minimum
-    is a chain of dependent comparisons, about 4x slower)."""
+def row_min(S, q, sign):
+    """``min_j sign S[q, j]`` (``sign`` = -1: minus the row's maximum) with eight
+    independent accumulators (a single running minimum is a chain of dependent
+    comparisons, about 4x slower)."""
     n = S.shape[1]
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = np.inf
     j = 0
     while j + 8 <= n:
-        m0 = min(m0, S[q, j])
-        m1 = min(m1, S[q, j + 1])
-        m2 = min(m2, S[q, j + 2])
-        m3 = min(m3, S[q, j + 3])
-        m4 = min(m4, S[q, j + 4])
-        m5 = min(m5, S[q, j + 5])
-        m6 = min(m6, S[q, j + 6])
-        m7 = min(m7, S[q, j + 7])
+        m0 = min(m0, sign * S[q, j])
+        m1 = min(m1, sign * S[q, j + 1])
+        m2 = min(m2, sign * S[q, j + 2])
+        m3 = min(m3, sign * S[q, j + 3])
+        m4 = min(m4, sign * S[q, j + 4])
+        m5 = min(m5, sign * S[q, j + 5])
+        m6 = min(m6, sign * S[q, j + 6])
+        m7 = min(m7, sign * S[q, j + 7])
         j += 8
     while j < n:
-        m0 = min(m0, S[q, j])
+        m0 = min(m0, sign * S[q, j])
         j += 1
     return min(min(min(m0, m1), min(m2, m3)), min(min(m4, m5), min(m6, m7)))
 
@@ -163,7 +164,7 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
         # the distances (a loop that vectorises) and their minimum
         for j in range(nt):
             S[q, j] = yn2[q] - 2.0 * a * S[q, j] + a * a * xn2[j]
-        tmin = _row_min(S, q)
+        tmin = row_min(S, q, 1.0)
         # no entry of the row needs recomputation when the largest error bound is below
         # the smallest recomputation floor (the floor grows with the distance, which is
         # at least tmin); then, unless neighbours are asked for, the row is finished in

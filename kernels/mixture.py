@@ -18,6 +18,7 @@ from numba import njit, prange
 from . import cell
 from . import mixture_query as mq
 from .config import FASTMATH
+from .gemm_tile import row_min
 from .mathfn import exp_nonpos
 from .scalar import bisector_margins_cpu
 from .target import specialise
@@ -289,8 +290,50 @@ def _neglected(base_k, z_low, best, mneg):
     return base_k == -np.inf or base_k - 0.5 * z_low < best - mneg
 
 
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+def diag_gemm_tables(means, var, logpi, alpha, inv, F, B, MF, AVG, c, fmax, base):
+    """The per-component tables of the diagonal GEMM path for one (a, sigma), in one pass.
+
+    With ``t_kj = a^2 v_kj / sigma^2``: ``F = 1 / (1 + t)`` (``sigma^2 / (sigma^2 + a^2 v)``,
+    in (0, 1]), ``B = a mu F``, ``MF = mu F``, ``AVG = (a / sigma^2) v F`` (``a v / (sigma^2
+    + a^2 v)``), ``c_k = sum_j (a mu_kj)^2 F_kj``, ``fmax_k = max_j F_kj`` and ``base_k =
+    log pi_k - 1/2 sum_j log1p(t_kj)``.
+
+    Parameters
+    ----------
+    means, var : (K, d) float64
+    logpi : (K,) float64
+    alpha, inv : float
+        ``a`` and ``1 / sigma^2``.
+    F, B, MF, AVG : (K, d) float64, out
+    c, fmax, base : (K,) float64, out
+    """
+    k_total, d = means.shape
+    a2i = alpha * alpha * inv
+    ai = alpha * inv
+    for k in prange(k_total):
+        ck = 0.0
+        fk = 0.0
+        ld = 0.0
+        for j in range(d):
+            t = a2i * var[k, j]
+            f = 1.0 / (1.0 + t)
+            am = alpha * means[k, j]
+            F[k, j] = f
+            B[k, j] = am * f
+            MF[k, j] = means[k, j] * f
+            AVG[k, j] = ai * var[k, j] * f
+            ck += am * am * f
+            fk = max(fk, f)
+            ld += math.log1p(t)
+        c[k] = ck
+        fmax[k] = fk
+        base[k] = logpi[k] - 0.5 * ld
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True, error_model="numpy")
-def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l, fac):
+def mixture_gemm_tile(A, S, Y, yn2, AM, F, fmax, c, base, inv, gamma, rho, tau, mneg, m, l,
+                      fac):
     """Turn a BLAS tile of a diagonal mixture's quadratic forms into relative weights.
 
     The driver (:mod:`scoredyn._host.mixture_gemm`) forms, for one (a, sigma) group, a
@@ -305,15 +348,24 @@ def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l,
     whose logit bound exceeds ``tau`` and 4x the direct bound (``rho z``, ``rho =
     gamma_{d+3}``) is recomputed by direct differences.
 
+    A row none of whose entries needs recomputation (known without forming the entries'
+    bounds when ``gamma (sqrt(|y|^2 max_k fmax_k) + sqrt(max_k c_k))^2``, which bounds them
+    all since ``A <= |y|^2 max_j f_kj``, is within ``tau``) keeps its logits as computed and
+    turns them into weights in loops without branches; nothing is neglected there (an entry
+    the rule would neglect weighs below e^-mneg and keeps its own tiny value instead of 0).
+
     Parameters
     ----------
     A, S : (qb, nt) float64, in/out
         In: the two products.  Out: ``exp(logit - m)`` per entry (0 where neglected).
     Y : (qb, d) float64
+    yn2 : (qb,) float64
+        ``|y|^2``.
     AM, F : (nt, d) float64
         ``a mu`` and ``f`` of the tile's components.
-    c, base : (nt,) float64
-        ``c_k`` and ``log pi_k - 1/2 sum_j log1p(a^2 v_kj / sigma^2)`` (``-inf``: no weight).
+    fmax, c, base : (nt,) float64
+        ``max_j f_kj``, ``c_k`` and ``log pi_k - 1/2 sum_j log1p(a^2 v_kj / sigma^2)``
+        (``-inf``: no weight).
     inv : float
         ``1 / sigma^2``.
     gamma, rho, tau, mneg : float
@@ -324,17 +376,40 @@ def mixture_gemm_tile(A, S, Y, AM, F, c, base, inv, gamma, rho, tau, mneg, m, l,
     """
     qb, nt = A.shape
     d = Y.shape[1]
+    ftop = 0.0
+    ctop = 0.0
+    for k in range(nt):
+        ftop = max(ftop, fmax[k])
+        ctop = max(ctop, c[k])
+    sc = np.sqrt(ctop)
     for q in range(qb):
+        r = np.sqrt(yn2[q] * ftop) + sc
+        general = False
+        if 0.5 * gamma * r * r * inv > tau:
+            # each entry's bound, and whether any entry needs recomputation (vectorises)
+            need = 0.0
+            for k in range(nt):
+                z = A[q, k] - 2.0 * S[q, k] + c[k]
+                rk = np.sqrt(max(A[q, k], 0.0)) + np.sqrt(c[k])
+                e = gamma * rk * rk
+                need += 1.0 if (0.5 * e * inv > tau) & (e > 4.0 * rho * max(z, 0.0)) else 0.0
+                A[q, k] = z
+                S[q, k] = e
+            general = need > 0.0
+            if not general:
+                for k in range(nt):
+                    A[q, k] = base[k] - 0.5 * max(A[q, k], 0.0) * inv
+        else:
+            for k in range(nt):
+                A[q, k] = base[k] - 0.5 * max(A[q, k] - 2.0 * S[q, k] + c[k], 0.0) * inv
+        if not general:
+            # no entry needs recomputation: the logits as computed, weights without branches
+            _tile_weights(A, q, -row_min(A, q, -1.0), m, l, fac)
+            continue
         # pass 1: the best lower bound of a logit in the tile
         best = m[q]
         for k in range(nt):
-            z = A[q, k] - 2.0 * S[q, k] + c[k]
-            r = np.sqrt(max(A[q, k], 0.0)) + np.sqrt(c[k])
-            e = gamma * r * r
-            lo = base[k] - 0.5 * (z + e) * inv
-            best = max(best, lo)
-            A[q, k] = z
-            S[q, k] = e
+            best = max(best, base[k] - 0.5 * (A[q, k] + S[q, k]) * inv)
         # pass 2: neglect, keep, or recompute by direct differences
         tmax = -np.inf
         for k in range(nt):

@@ -490,6 +490,52 @@ def test_gemm_path_matches_the_dense_reference(monkeypatch, form, sigma, alpha):
     assert len(calls) == 3                                   # every call took the GEMM path
 
 
+@pytest.mark.parametrize("d, sigma", [(40, 1.0), (40, 0.05), (300, 3.0)])
+def test_gemm_tile_rows_with_and_without_recomputation(d, sigma):
+    """kernels.mixture.mixture_gemm_tile finishes a row in branch-free loops when no entry
+    needs recomputation, and otherwise neglects, keeps or recomputes entry by entry.  The
+    same tile through both (tau = inf: every row the first way; tau = 0: every entry whose
+    bound exceeds 4x its direct bound recomputed) against the weights from direct
+    differences.  Each path's logits are within delta_k = max(E_k, 4 rho z_k) / (2 sigma^2)
+    plus the rounding of ``base - z / (2 sigma^2)`` (a few ulp of its terms), so each
+    normalised weight within 2 delta relatively of the exact one; the sums add nt eps."""
+    from scoredyn._host.reduce import _gamma, neglect_margin
+    from scoredyn.kernels.mixture import diag_gemm_tables, mixture_gemm_tile
+    rng = np.random.default_rng(17)
+    k, q, alpha = 90, 24, 0.8
+    means = rng.standard_normal((k, d))
+    var = rng.uniform(0.05, 1.0, (k, d))
+    logpi = np.log(rng.dirichlet(np.ones(k)))
+    Y = np.concatenate([rng.standard_normal((q - 4, d)),
+                        alpha * means[:4] + 1e-3 * rng.standard_normal((4, d))])
+    inv = 1.0 / sigma ** 2
+    F, B, MF, AVG = (np.empty((k, d)) for _ in range(4))
+    c, fmax, base = np.empty(k), np.empty(k), np.empty(k)
+    diag_gemm_tables(means, var, logpi, alpha, inv, F, B, MF, AVG, c, fmax, base)
+    np.testing.assert_allclose(F, 1 / (1 + alpha ** 2 * var * inv), rtol=2 * EPS)
+    np.testing.assert_allclose(AVG, alpha * var * inv * F, rtol=4 * EPS)
+    np.testing.assert_allclose(base, logpi - 0.5 * np.log1p(alpha ** 2 * var * inv).sum(1),
+                               rtol=d * EPS, atol=d * EPS)
+    z = np.einsum("qkj,kj->qk", (Y[:, None, :] - alpha * means[None]) ** 2, F)
+    exact = base - 0.5 * z * inv
+    p_exact = np.exp(exact - exact.max(axis=1, keepdims=True))
+    p_exact /= p_exact.sum(axis=1, keepdims=True)
+    A0, S0 = (Y * Y) @ F.T, Y @ B.T
+    gamma, rho = _gamma(d + 4), _gamma(d + 3)
+    E = gamma * (np.sqrt(A0) + np.sqrt(c)) ** 2
+    delta = (np.maximum(E, 4 * rho * z) * inv / 2
+             + 4 * EPS * (np.abs(base) + z * inv / 2)).max()
+    for tau in (np.inf, 0.0):
+        A, S = A0.copy(), S0.copy()
+        m, l, fac = np.full(q, -np.inf), np.zeros(q), np.empty(q)
+        mixture_gemm_tile(A, S, Y, (Y * Y).sum(1), alpha * means, F, fmax, c, base, inv,
+                          gamma, rho, tau, neglect_margin(k), m, l, fac)
+        np.testing.assert_allclose(A / l[:, None], p_exact, rtol=2.5 * delta + k * EPS,
+                                   atol=np.exp(-neglect_margin(k)), err_msg=f"tau={tau}")
+        np.testing.assert_allclose(m + np.log(l), np.log(np.exp(exact).sum(1)), rtol=0,
+                                   atol=delta + k * EPS)
+
+
 @pytest.mark.parametrize("sigma, alpha", [(1e-4, 1.0), (0.05, 0.9), (1.0, 1.0), (30.0, 0.3)])
 def test_lowrank_gemm_path_matches_the_dense_reference(monkeypatch, sigma, alpha):
     """Low-rank plus diagonal components above GEMM_MIN_D: the Woodbury sums as matrix

@@ -19,8 +19,8 @@ import numpy as np
 from .reduce import GEMM_LOGIT_TOL, GEMM_TILE_N, _gamma, neglect_margin, run_gemm_pieces
 
 
-def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
-    """Posterior mean and log-normaliser of queries sharing one (sigma, alpha).
+def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False, residual=False):
+    """Posterior mean (or residual) and log-normaliser of queries sharing one (sigma, alpha).
 
     Parameters
     ----------
@@ -34,34 +34,35 @@ def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
         Every row of ``var`` constant: ``(Y o Y) F^T = |y|^2 f_k`` is an outer product and the
         second accumulation a matrix-vector product, so two matrix products in all (as
         for the empirical field) instead of four.
+    residual : bool
+        Return ``a D - y`` instead of ``D``.
 
     Returns
     -------
-    D : (Q, d) float64
+    out : (Q, d) float64
+        ``D``, or ``a D - y``.
     lse : (Q,) float64
         ``logsumexp_k logit_k`` without the common ``-(d/2) log(2 pi sigma^2)``.
     """
     from ..coldstart import compiling
-    from ..kernels.mixture import mixture_gemm_tile
+    from ..kernels.mixture import diag_gemm_tables, mixture_gemm_tile
     q, d = Y.shape
     k = means.shape[0]
-    s2 = sigma * sigma
-    inv = 1.0 / s2
-    t = (alpha * alpha * inv) * var
-    F = 1.0 / (1.0 + t)                          # sigma^2 / (sigma^2 + a^2 v), in (0, 1]
+    inv = 1.0 / (sigma * sigma)
+    F, B, MF, AVG = (np.empty((k, d)) for _ in range(4))
+    c, fmax, base = np.empty(k), np.empty(k), np.empty(k)
+    with compiling("Gaussian mixture (large d)", diag_gemm_tables):
+        diag_gemm_tables(means, var, logpi, alpha, inv, F, B, MF, AVG, c, fmax, base)
     AM = alpha * means
-    B = AM * F
-    MF = means * F
-    AVG = (alpha * inv) * var * F                # a v / (sigma^2 + a^2 v)
-    c = np.einsum("kj,kj->k", AM * AM, F)
-    base = logpi - 0.5 * np.log1p(t).sum(axis=1)
-    Y2 = Y * Y
-    yn2 = Y2.sum(axis=1)
     gamma, rho = _gamma(d + 4), _gamma(d + 3)
     mneg = neglect_margin(k)
+    out = np.empty((q, d))
+    lse = np.empty(q)
 
     def piece(q0, q1, j_lo, j_hi):
-        y, y2 = Y[q0:q1], Y2[q0:q1]
+        y = Y[q0:q1]
+        y2 = y * y
+        yn2 = y2.sum(axis=1)
         n = q1 - q0
         m = np.full(n, -np.inf)
         l = np.zeros(n)
@@ -70,25 +71,39 @@ def mixture_gemm(Y, means, var, logpi, sigma, alpha, isotropic=False):
         acc2 = np.zeros((n, 1 if isotropic else d))
         for j0 in range(j_lo, j_hi, GEMM_TILE_N):
             j1 = min(j0 + GEMM_TILE_N, j_hi)
-            A = np.outer(yn2[q0:q1], F[j0:j1, 0]) if isotropic else y2 @ F[j0:j1].T
+            A = np.outer(yn2, F[j0:j1, 0]) if isotropic else y2 @ F[j0:j1].T
             S = y @ B[j0:j1].T
-            mixture_gemm_tile(A, S, y, AM[j0:j1], F[j0:j1], c[j0:j1], base[j0:j1], inv,
-                              gamma, rho, GEMM_LOGIT_TOL, mneg, m, l, fac)
-            acc1 *= fac[:, None]
-            acc2 *= fac[:, None]
+            mixture_gemm_tile(A, S, y, yn2, AM[j0:j1], F[j0:j1], fmax[j0:j1], c[j0:j1],
+                              base[j0:j1], inv, gamma, rho, GEMM_LOGIT_TOL, mneg, m, l, fac)
+            if j0 > j_lo:
+                acc1 *= fac[:, None]
+                acc2 *= fac[:, None]
             acc1 += A @ MF[j0:j1]
             acc2 += (A @ AVG[j0:j1, :1]) if isotropic else A @ AVG[j0:j1]
-        return acc1, acc2, m, l
+        if j_lo > 0 or j_hi < k:
+            return acc1, acc2, m, l
+        _finish(out[q0:q1], lse[q0:q1], y, acc1, acc2, m, l, alpha, residual)
+        return None
 
     with compiling("Gaussian mixture (large d)", mixture_gemm_tile):
         blocks, results = run_gemm_pieces(q, k, piece)
-    D = np.empty((q, d))
-    lse = np.empty(q)
     for (q0, q1), pieces in zip(blocks, results):
-        (acc1, acc2), m, l = _merge(pieces)
-        D[q0:q1] = (acc1 + Y[q0:q1] * acc2) / l[:, None]
-        lse[q0:q1] = m + np.log(l)
-    return D, lse
+        if pieces[0] is not None:            # the block's components came in several chunks
+            (acc1, acc2), m, l = _merge(pieces)
+            _finish(out[q0:q1], lse[q0:q1], Y[q0:q1], acc1, acc2, m, l, alpha, residual)
+    return out, lse
+
+
+def _finish(out, lse, y, acc1, acc2, m, l, alpha, residual):
+    """``out = D = (acc1 + y acc2) / l`` (or ``a D - y``) and ``lse = m + log l`` for one
+    block of queries."""
+    np.multiply(y, acc2, out=out)
+    out += acc1
+    out *= (1.0 / l)[:, None]
+    if residual:
+        out *= alpha
+        out -= y
+    lse[:] = m + np.log(l)
 
 
 def _merge(pieces):
@@ -106,7 +121,7 @@ def _merge(pieces):
     return accs, m, l
 
 
-def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
+def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha, residual=False):
     """:func:`mixture_gemm` for low-rank plus diagonal components ``U_k U_k^T + diag(v_k)``.
 
     The Woodbury form of the streaming kernel (:func:`scoredyn.kernels.mixture.mixture_lowrank`)
@@ -126,11 +141,13 @@ def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
     U : (K, d, r) float64
     logpi : (K,) float64
     sigma, alpha : float
+    residual : bool
         As in :func:`mixture_gemm`.
 
     Returns
     -------
-    D : (Q, d) float64
+    out : (Q, d) float64
+        ``D``, or ``a D - y``.
     lse : (Q,) float64
     """
     from ..coldstart import compiling
@@ -187,10 +204,10 @@ def mixture_lowrank_gemm(Y, means, var, U, logpi, sigma, alpha):
 
     with compiling("Gaussian mixture (low rank, large d)", mixture_lowrank_gemm_tile):
         blocks, results = run_gemm_pieces(q, k, piece)
-    D = np.empty((q, d))
+    out = np.empty((q, d))
     lse = np.empty(q)
     for (q0, q1), pieces in zip(blocks, results):
         (acc1, acc2, acc3), m, l = _merge(pieces)
-        D[q0:q1] = (acc1 + Y[q0:q1] * acc2 + alpha * acc3) / l[:, None]
-        lse[q0:q1] = m + np.log(l)
-    return D, lse
+        acc1 += alpha * acc3
+        _finish(out[q0:q1], lse[q0:q1], Y[q0:q1], acc1, acc2, m, l, alpha, residual)
+    return out, lse

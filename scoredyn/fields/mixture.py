@@ -178,6 +178,7 @@ class GaussianMixture(ScoreField):
         with np.errstate(divide="ignore"):
             self._logpi = np.log(pi)
         self._table = None
+        self._mean_absmax = float(np.max(np.abs(mu), initial=0.0))
 
     def _component_table(self):
         """The (K, 2 d + 2) table of :mod:`scoredyn.kernels.mixture_query` (isotropic and
@@ -241,8 +242,8 @@ class GaussianMixture(ScoreField):
             if len(pairs) <= GROUPED_LOGDET and self._gemm_serves(x, pairs):
                 # large d: the three sums over d as matrix products (bounded logit error)
                 from .._host.mixture_gemm import mixture_lowrank_gemm
-                return self._by_group(x, groups, RESIDUAL, lambda y, s, a: mixture_lowrank_gemm(
-                    y, self.means, self.variances, self.factors, self._logpi, s, a))
+                return self._by_group(x, groups, RESIDUAL, lambda y, s, a, res: mixture_lowrank_gemm(
+                    y, self.means, self.variances, self.factors, self._logpi, s, a, res))
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
         return self._stream(x, sigma, alpha, groups)
@@ -250,20 +251,32 @@ class GaussianMixture(ScoreField):
     def _gemm_serves(self, x, pairs):
         """Whether the GEMM path takes queries ``x`` at these (sigma, alpha) pairs: above
         ``GEMM_MIN_D`` dimensions, with the expanded squares of queries and means finite."""
-        return (self.dim > GEMM_MIN_D and np.max(np.abs(x), initial=0.0) < 1e100
-                and np.max(np.abs(self.means)) * max(a for _, a in pairs) < 1e100)
+        if self.dim <= GEMM_MIN_D or x.size == 0:
+            return False
+        return (max(np.max(x), -np.min(x)) < 1e100
+                and self._mean_absmax * max(a for _, a in pairs) < 1e100)
+
+    def _grouped(self, pairs):
+        """Whether the tiled and GEMM kernels of the isotropic and diagonal forms take these
+        (sigma, alpha) pairs: few of them, each with ``sigma^2`` normal and ``a^2 v / sigma^2``
+        finite, on the CPU."""
+        lo, hi = self.SIGMA_RANGE
+        vmax = np.max(self.variances, initial=0.0)
+        return (self.backend == "numba" and len(pairs) <= GROUPED_LOGDET
+                and all(lo < s < hi and a * a * vmax / s / s < 1e300 for s, a in pairs))
 
     @staticmethod
-    def _by_group(x, groups, mode, posterior_mean):
-        """``(out, lse)`` from ``posterior_mean(y, sigma, alpha) -> (D, lse)`` per (sigma, alpha)
-        group; ``out`` is D (``mode`` DENOISE) or the residual ``alpha D - x``."""
+    def _by_group(x, groups, mode, reduce):
+        """``(out, lse)`` from ``reduce(y, sigma, alpha, residual) -> (out, lse)`` per
+        (sigma, alpha) group; ``out`` is D (``mode`` DENOISE) or the residual ``alpha D - x``."""
         group, pairs = groups
+        if len(pairs) == 1:
+            return reduce(x, *pairs[0], mode != DENOISE)
         out = np.empty_like(x)
         lse = np.empty(x.shape[0])
         for g, (s, a) in enumerate(pairs):
             rows = np.flatnonzero(group == g)
-            D, lse[rows] = posterior_mean(x[rows], s, a)
-            out[rows] = D if mode == DENOISE else a * D - x[rows]
+            out[rows], lse[rows] = reduce(x[rows], s, a, mode != DENOISE)
         return out, lse
 
     def _reduce_kernel(self, x, sigma, alpha, groups, tiled=True, mode=RESIDUAL):
@@ -275,16 +288,13 @@ class GaussianMixture(ScoreField):
         group, pairs = groups
         k, d = self.variances.shape
         x = np.ascontiguousarray(x)
-        lo, hi = self.SIGMA_RANGE
-        vmax = np.max(self.variances, initial=0.0)
-        grouped = (tiled and self.backend == "numba" and len(pairs) <= GROUPED_LOGDET
-                   and all(lo < s < hi and a * a * vmax / s / s < 1e300 for s, a in pairs))
+        grouped = tiled and self._grouped(pairs)
         if grouped and mode != SCORE and self._gemm_serves(x, pairs):
             # large d: the quadratic forms through BLAS, with a bounded logit error
             from .._host.mixture_gemm import mixture_gemm
             iso = self.covariance_type == "isotropic"
-            return self._by_group(x, groups, mode, lambda y, s, a: mixture_gemm(
-                y, self.means, self.variances, self._logpi, s, a, iso))
+            return self._by_group(x, groups, mode, lambda y, s, a, res: mixture_gemm(
+                y, self.means, self.variances, self._logpi, s, a, iso, res))
         res = np.empty_like(x)
         lse = np.empty(x.shape[0])
         if grouped and mode == RESIDUAL and len(pairs) * k * d <= TILED_ENTRIES:
@@ -495,9 +505,13 @@ class GaussianMixture(ScoreField):
     def _denoised(self, x, sigma, alpha, label):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
-        if self._exact_at_every_sigma and np.min(alpha) < DENOISE_DIRECT_BELOW:
-            # (x + res) / alpha would cancel: the kernel sums the posterior mean itself
-            return self._reduce_kernel(x, sigma, alpha, _groups(sigma, alpha), mode=DENOISE)[0]
+        if self._exact_at_every_sigma:
+            groups = _groups(sigma, alpha)
+            if (np.min(alpha) < DENOISE_DIRECT_BELOW
+                    or (self._grouped(groups[1]) and self._gemm_serves(x, groups[1]))):
+                # the kernel sums the posterior mean itself: (x + res) / alpha would cancel
+                # at small alpha, and the GEMM path forms D first
+                return self._reduce_kernel(x, sigma, alpha, groups, mode=DENOISE)[0]
         return super()._denoised(x, sigma, alpha, label)
 
     def _residual_over_sigma(self, x, sigma, alpha, label, power):
