@@ -108,3 +108,25 @@ def test_a_scalar_covariance_is_one_variance_for_every_component():
     np.testing.assert_array_equal(shared.score(y, 0.7), per.score(y, 0.7))
     low = sd.GaussianMixture(mu, 0.3, factors=rng.standard_normal((4, 3, 1)))
     np.testing.assert_array_equal(low.variances, np.full((4, 3), 0.3))
+
+
+@pytest.mark.parametrize("kind", KINDS + ["low-rank", "numpy"])
+@pytest.mark.parametrize("d", [3, 40])
+def test_no_queries_give_empty_results(kind, d):
+    """An empty batch of queries (valid input) gives empty results of the right shapes on
+    every path (the min and max over no queries raised before)."""
+    rng = np.random.default_rng(5)
+    if kind == "low-rank":
+        gm = sd.GaussianMixture(rng.standard_normal((4, d)), rng.uniform(0.1, 1, (4, d)),
+                                factors=0.1 * rng.standard_normal((4, d, 2)))
+    elif kind == "numpy":
+        gm = sd.GaussianMixture(rng.standard_normal((4, d)), rng.uniform(0.1, 1, (4, d)),
+                                backend="numpy")
+    else:
+        gm = make(kind, rng, k=4, d=d)[0]
+    x = np.empty((0, d))
+    for method in ("denoise", "score", "noise"):
+        assert getattr(gm, method)(x, 0.5).shape == (0, d), method
+    assert gm.log_density(x, 0.5).shape == (0,)
+    assert gm.jacobian(x, 0.5).shape == (0, d, d)
+    assert gm.residual(x, np.ones(0), np.ones(0))[0].shape == (0, d)

@@ -507,7 +507,7 @@ class GaussianMixture(ScoreField):
             raise ValueError("`label` is not supported by GaussianMixture.")
         if self._exact_at_every_sigma:
             groups = _groups(sigma, alpha)
-            if (np.min(alpha) < DENOISE_DIRECT_BELOW
+            if (np.min(alpha, initial=np.inf) < DENOISE_DIRECT_BELOW
                     or (self._grouped(groups[1]) and self._gemm_serves(x, groups[1]))):
                 # the kernel sums the posterior mean itself: (x + res) / alpha would cancel
                 # at small alpha, and the GEMM path forms D first
@@ -653,7 +653,7 @@ def _hypot(sigma, asd):
     """``sqrt(sigma^2 + asd^2)`` elementwise: from the squares where they are normal numbers
     (2.5x faster than ``np.hypot``), else ``np.hypot`` (no over- or underflow)."""
     sigma, asd = np.asarray(sigma), np.asarray(asd)
-    if (1e-150 < np.min(sigma) and np.max(sigma) < 1e150
+    if (1e-150 < np.min(sigma, initial=np.inf) and np.max(sigma, initial=0.0) < 1e150
             and np.max(asd, initial=0.0) < 1e150):
         with np.errstate(under="ignore"):
             return np.sqrt(sigma * sigma + asd * asd)
