@@ -242,8 +242,9 @@ class GaussianMixture(ScoreField):
             if len(pairs) <= GROUPED_LOGDET and self._gemm_serves(x, pairs):
                 # large d: the three sums over d as matrix products (bounded logit error)
                 from .._host.mixture_gemm import mixture_lowrank_gemm
-                return self._by_group(x, groups, RESIDUAL, lambda y, s, a, res: mixture_lowrank_gemm(
-                    y, self.means, self.variances, self.factors, self._logpi, s, a, res))
+                return self._by_group(
+                    x, groups, RESIDUAL, lambda y, s, a, res: mixture_lowrank_gemm(
+                        y, self.means, self.variances, self.factors, self._logpi, s, a, res))
             if len(pairs) <= GROUPED_LOGDET and len(pairs) * self.variances.size <= TILED_ENTRIES:
                 return self._reduce_lowrank(x, *groups)
         return self._stream(x, sigma, alpha, groups)
