@@ -55,6 +55,15 @@ a test.
   kernels form distances from direct differences (``reduction``, the CUDA
   kernels), or use the GEMM for speed and recompute by direct differences
   every entry whose rounding could matter (``gemm_tile``).
+* **Queries far from the data.**  Direct differences give each ``|y - x_i|^2``
+  to ``u |y - x_i|^2``; where ``|y| >> |x|`` the distances differ only by
+  ``2 |y| |x_i - x_k|``, and at ``|y| ~ 1e16 |x|`` they all round to the same
+  number (the mean of every point came out where the nearest one is the
+  answer).  The fields detect such queries from the bound itself and recompute
+  them from relative distances ``(x_i - x_0).(x_i + x_0 - 2 y)``, whose error
+  scales with the points' separation (``scoredyn._host.reduce.far_rows``);
+  the fused ODE kernels do not (their trajectories start where the flow puts
+  them, within a few sigma of the data's scale).
 * **Overflow of the softmax.**  ``1 / (2 sigma^2) = e^{2s} / 2`` overflows
   float64 near s = 354 (sigma ~ 1e-154) and underflows near sigma ~ 1e154.
   The online softmax works relative to the running minimum distance, so every

@@ -97,3 +97,45 @@ def test_empirical_bayes_shrinks_to_zero_far_from_data():
     for sigma in (1e-3, 1e-300):
         np.testing.assert_array_equal(f.score(x, sigma), 0.0)
         np.testing.assert_array_equal(f.denoise(x, sigma), x)
+
+
+@pytest.mark.parametrize("backend, d", [("numba", 3), ("numba", 40), ("numpy", 3)])
+@pytest.mark.parametrize("R, sigma", [(1e9, 1e-3), (1e16, 1.0), (1e16, 3e7), (1e40, 1e12),
+                                      (1e120, 1e100)])
+def test_far_queries_against_mpmath(backend, d, R, sigma):
+    """Queries far from the data (|y| / |x| up to 1e120): direct differences round every
+    |y - x_i|^2 to about the same number (the mean of all points came out before, not the
+    nearest one); relative distances r_i = (x_i - x_0).(x_i + x_0 - 2 y) resolve them.
+    Reference: the softmax over exact squared distances (2 log10 R + 40 digits).
+    Tolerance: each r_i within B_i = gamma_{d+2} sum_j |x_ij - x_0j| (|x_ij + x_0j| +
+    2 |y_j|), so each logit that carries weight within delta = max B_i / (2 sigma^2) and
+    each weight within 2 delta relatively (4 delta between the two sides); the sums add
+    N eps.  log_density: the nearest point's direct distance, within gamma_{d+3}."""
+    rng = np.random.default_rng(int(np.log10(R)) + d)
+    n = 12
+    data = rng.standard_normal((n, d))
+    u = rng.standard_normal(d)
+    y = R * u / np.linalg.norm(u) + rng.standard_normal(d) * R * 1e-3
+    f = sd.EmpiricalScore(data, backend=backend)
+    dps = int(2 * np.log10(R)) + 40
+    exact = naive.mp_weights(y, data, sigma, dps=dps)
+    eps = np.finfo(float).eps
+    g = lambda k: k * eps / (1 - k * eps)           # noqa: E731 (Higham's gamma_k)
+    B = g(d + 2) * np.sum(np.abs(data - data[0]) * (np.abs(data + data[0]) + 2 * np.abs(y)),
+                          axis=1)
+    delta = np.max(B) / (2 * sigma ** 2)
+    scale = np.max(np.abs(data))
+    D = f.denoise(y[None], sigma)[0]
+    np.testing.assert_allclose(D, exact @ data, rtol=0, atol=(4 * delta + n * eps) * scale)
+    np.testing.assert_allclose(f.weights(y[None], sigma)[0], exact, rtol=0,
+                               atol=4 * delta + n * eps)
+    if exact.max() > 0.999:                          # a clear nearest point
+        assert f.nearest(y[None])[0][0] == int(np.argmax(exact))
+    import mpmath
+    with mpmath.workdps(dps):
+        s2 = mpmath.mpf(sigma) ** 2
+        ls = [-mpmath.fsum((mpmath.mpf(a) - mpmath.mpf(b)) ** 2 for a, b in zip(y, x)) / (2 * s2)
+              for x in data]
+        ref = float(mpmath.log(mpmath.fsum(mpmath.exp(v) for v in ls)) - mpmath.log(n)
+                    - d * mpmath.log(2 * mpmath.pi * s2) / 2)
+    np.testing.assert_allclose(f.log_density(y[None], sigma)[0], ref, rtol=2 * g(d + 3))

@@ -55,6 +55,7 @@ class PreparedData:
         self.XT = kernel_array(np.ascontiguousarray(data.T))
         self.xn2 = np.einsum("ij,ij->i", data, data)
         self.xn = np.sqrt(self.xn2)
+        self.xn_max = float(np.max(self.xn, initial=0.0))
         self.n, self.d = data.shape
         #: the largest coordinate magnitude (for the working length scale)
         self.magnitude = float(np.max(np.abs(data))) if data.size else 0.0
@@ -139,6 +140,110 @@ def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     if want_top2:
         red.i1, red.d1, red.i2, red.d2 = i1, d1, i2, d2
     return red
+
+
+#: a query's logits through direct differences are kept while their error bound is below
+#: this (its weights then within ~1e-8 relatively); beyond it, far from the data, they come
+#: from relative distances (:func:`far_rows`)
+FAR_LOGIT_TOL = 1e-8
+
+
+def far_rows(prep, Y, alpha, inv2s2, dmin):
+    """Queries too far from the data for direct differences to resolve their softmax.
+
+    Every path forms ``|y - a x_i|^2`` from differences, within ``gamma_{d+3}`` of itself
+    relatively; the logits ``-|y - a x_i|^2 / (2 sigma^2)`` that carry weight are then
+    within ``E = gamma_{d+3} dmin / (2 sigma^2)``.  Far from the data (``|y| >> |a x|``)
+    that bound is large where the weights are decided by distances differing by
+    ``2 |y| |a (x_i - x_k)|``, far below ``|y|^2``: at ``|y| = 1e16`` (data of size 1)
+    every distance rounds to the same number and the mean of all points came out, not the
+    nearest one.  :func:`relative_reduction` takes a row when ``E`` exceeds
+    :data:`FAR_LOGIT_TOL` and its own bound, ``gamma_{d+3} 4 A (|y| + A) / (2 sigma^2)``
+    (``A = a max_i |x_i|``), is below ``E / 4``: ``dmin > 16 A (|y| + A)``, a condition on
+    the geometry alone, so rows near the data never take it.
+
+    Parameters
+    ----------
+    prep : PreparedData
+    Y : (Q, d) float64
+    alpha, inv2s2, dmin : (Q,) float64
+
+    Returns
+    -------
+    (F,) int64
+        The rows.
+    """
+    if prep.n < 2:
+        return np.empty(0, np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rows = np.flatnonzero(_gamma(prep.d + 3) * dmin * inv2s2 > FAR_LOGIT_TOL)
+    if rows.size == 0:
+        return rows
+    A = alpha[rows] * prep.xn_max
+    ny = np.sqrt(np.einsum("qk,qk->q", Y[rows], Y[rows]))
+    return rows[16.0 * A * (ny + A) < dmin[rows]]
+
+
+def relative_distances(prep, Y, a):
+    """``r_i = |y - a x_i|^2 - |y - a x_0|^2`` for queries far from the data, (Q, N).
+
+    Formed as ``(a x_i - a x_0) . (a x_i + a x_0 - 2 y)`` (``c_i - 2 y . (a x_i - a x_0)``
+    with ``c_i`` the data's part), within ``gamma_{d+2} sum_j |a x_ij - a x_0j|
+    (|a x_ij + a x_0j| + 2 |y_j|)`` -- proportional to the separation of the points, not
+    to ``|y|^2`` as the distances themselves are.
+
+    Parameters
+    ----------
+    prep : PreparedData
+    Y : (Q, d) float64
+    a : float
+        The signal scale shared by the queries.
+    """
+    aX = a * prep.X
+    dX = aX - aX[0]
+    c = np.einsum("nj,nj->n", dX, aX + aX[0])
+    return c[None, :] - 2.0 * (Y @ dX.T)
+
+
+def _relative_blocks(prep, Y, alpha, inv2s2, rows):
+    """For blocks of ``rows`` sharing a signal scale: ``(q, a, w, order)`` with ``w`` the
+    relative weights ``exp(-(r_i - min r) / (2 sigma^2))`` from :func:`relative_distances`
+    (exact ties split evenly at every sigma) and ``order`` the two smallest ``r`` (lower
+    index first on ties)."""
+    for a in np.unique(alpha[rows]):
+        sub = rows[alpha[rows] == a]
+        for b in query_blocks(sub.size, prep.n, 1):
+            q = sub[b]
+            r = relative_distances(prep, Y[q], float(a))
+            order = np.argsort(r, axis=1, kind="stable")[:, :2]
+            diff = r - r[np.arange(q.size), order[:, 0]][:, None]
+            with np.errstate(invalid="ignore", over="ignore"):
+                w = np.where(diff == 0.0, 1.0, np.exp(-diff * inv2s2[q, None]))
+            yield q, float(a), w, order
+
+
+def relative_reduction(prep, Y, alpha, red, rows):
+    """Recompute rows ``rows`` of ``red``, the :class:`Reduction` of queries ``Y`` at signal
+    scales ``alpha``, from :func:`relative_distances` (see :func:`far_rows`), in place;
+    ``dmin`` is the direct squared distance of the nearest point (the log-normaliser's
+    offset)."""
+    X = prep.X
+    for q, a, w, order in _relative_blocks(prep, Y, alpha, red.inv2s2, rows):
+        red.lsum[q] = w.sum(axis=1)
+        red.mean[q] = (w @ X) / red.lsum[q, None]
+        near = Y[q] - a * X[order[:, 0]]
+        red.dmin[q] = np.einsum("qk,qk->q", near, near)
+        if red.i1 is not None:
+            second = Y[q] - a * X[order[:, 1]]
+            red.i1[q], red.d1[q] = order[:, 0], red.dmin[q]
+            red.i2[q], red.d2[q] = order[:, 1], np.einsum("qk,qk->q", second, second)
+
+
+def relative_weights(prep, Y, alpha, inv2s2, rows, W):
+    """Rows ``rows`` of the dense softmax weights ``W`` (Q, N) from :func:`relative_distances`
+    (the rows :func:`far_rows` names), in place."""
+    for q, _, w, _ in _relative_blocks(prep, Y, alpha, inv2s2, rows):
+        W[q] = w / w.sum(axis=1, keepdims=True)
 
 
 #: numpy backend: entries of the (block x N x d) difference array per query block

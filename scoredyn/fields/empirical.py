@@ -11,7 +11,8 @@ For ``p_0 = (1/N) sum_i delta_{x_i}`` and ``x_t = alpha x_0 + sigma eps``,
 """
 import numpy as np
 
-from .._host.reduce import PreparedData, posterior_reduce, posterior_reduce_numpy
+from .._host.reduce import (PreparedData, far_rows, posterior_reduce, posterior_reduce_numpy,
+                             relative_reduction, relative_weights)
 from .._validation import as_data, length_scale
 from ..backend import resolve
 from .base import ScoreField, array_io
@@ -129,7 +130,10 @@ class EmpiricalScore(ScoreField):
                 self._rescaled[key] = PreparedData(prep.X * c)
             prep, x64, sigma = self._rescaled[key], x64 * c, sigma * c
         prep, red = self._reduce_at(prep, x64, sigma, alpha, want_top2)
-        red.scale, red.x, red.sigma = c, x64, sigma
+        far = far_rows(prep, x64, alpha, red.inv2s2, red.dmin)
+        if far.size:            # beyond what direct differences resolve: relative distances
+            relative_reduction(prep, x64, alpha, red, far)
+        red.scale, red.x, red.sigma, red.far = c, x64, sigma, far
         return prep, red
 
     def _reduce_at(self, prep, x64, sigma, alpha, want_top2):
@@ -198,6 +202,8 @@ class EmpiricalScore(ScoreField):
         prep, red = self._reduce(x64, sigma, alpha, label)
         W = np.empty((x64.shape[0], prep.n))
         dense_weights(prep.XT, red.x, alpha, red.inv2s2, W)
+        if red.far.size:
+            relative_weights(prep, red.x, alpha, red.inv2s2, red.far, W)
         return W.astype(dt, copy=False)
 
     @array_io
@@ -231,6 +237,12 @@ class EmpiricalScore(ScoreField):
         C = np.empty((q, d, d))
         # at the working scale (red.scale): C and sigma^2 scale alike, J is dimensionless
         weighted_covariance(prep.XT, red.x, alpha, red.inv2s2, C)
+        if red.far.size:                # the weights of far queries from relative distances
+            W = np.empty((red.far.size, prep.n))
+            relative_weights(prep, red.x[red.far], alpha[red.far], red.inv2s2[red.far],
+                             np.arange(red.far.size), W)
+            diff = prep.X[None] - (W @ prep.X)[:, None]
+            C[red.far] = np.einsum("qn,qnk,qnm->qkm", W, diff, diff)
         s2 = red.sigma[:, None, None]
         with np.errstate(over="ignore", invalid="ignore"):
             J = np.where(C == 0.0, 0.0, alpha[:, None, None] * C / s2 / s2)
