@@ -139,3 +139,28 @@ def test_far_queries_against_mpmath(backend, d, R, sigma):
         ref = float(mpmath.log(mpmath.fsum(mpmath.exp(v) for v in ls)) - mpmath.log(n)
                     - d * mpmath.log(2 * mpmath.pi * s2) / 2)
     np.testing.assert_allclose(f.log_density(y[None], sigma)[0], ref, rtol=2 * g(d + 3))
+
+
+def test_far_starts_leave_the_fused_engines():
+    """The fused kernels form distances by direct differences only: starts far from the data
+    (where those cannot resolve the softmax) go to an engine that recomputes them, an
+    explicit fused engine is refused with the reason, and the flow from 1e17 out ends at
+    the data point furthest along the start's direction: |y - x*| = 1e17 e^-60 ~ 1e-9 for
+    the exact flow, plus the integration error, which rtol = 1e-8 bounds relative to
+    |y| ~ |x*| ~ 1 late in the flow (1e-6 allows a few hundred such steps); every other
+    data point is O(1) away."""
+    rng = np.random.default_rng(21)
+    d = 3
+    data = rng.standard_normal((6, d))
+    u = np.ones(d) / np.sqrt(d)
+    y0 = np.stack([1e17 * u, -1e17 * u])
+    target = np.stack([data[np.argmax(data @ u)], data[np.argmin(data @ u)]])
+    res = sd.solve(sd.EmpiricalScore(data), y0, (0.0, 60.0))
+    assert res.engine in ("numpy", "batched")
+    np.testing.assert_allclose(res.y, target, rtol=0, atol=1e-6)
+    for engine in ("numba", "numba-lanes"):
+        with pytest.raises(ValueError, match="far from the data"):
+            sd.solve(sd.EmpiricalScore(data), y0, (0.0, 60.0), engine=engine)
+    # ordinary starts keep the fused engine
+    assert sd.solve(sd.EmpiricalScore(data), 20.0 * rng.standard_normal((4, d)),
+                    (-np.log(20.0), 5.0)).engine == "numba"

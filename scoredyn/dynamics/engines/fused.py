@@ -210,7 +210,31 @@ def _fused_unavailable(problem, mixtures=True):
     if m0 > 2.0 ** FUSED_EXP:
         return (f"the starts reach magnitude {m0:.3g}, beyond 2^{FUSED_EXP} where their squared "
                 f"distances overflow; the 'numpy' engine rescales them")
+    far = _far_starts(field, problem)
+    if far:
+        return (f"{far} start(s) lie so far from the data that direct differences cannot "
+                f"resolve their softmax (scoredyn._host.reduce.far_rows); the 'numpy' and "
+                f"'batched' engines recompute such states from relative distances")
     return None
+
+
+def _far_starts(field, problem):
+    """How many starts are far from the data at the first sigma, by the rule of
+    :func:`scoredyn._host.reduce.far_rows` with ``(|y| - A)^2`` for the nearest distance
+    (``A`` the largest data norm; a lower bound).  Along the flow ``|y - D|`` and sigma
+    shrink alike (Baptista et al. 2025, arXiv:2501.15785, the reverse ODE in log-time), so
+    the start is where the logit error bound is decided."""
+    from ..._host.reduce import FAR_LOGIT_TOL, _gamma
+    prep = field._prepared(problem.label)
+    if prep.n < 2 or problem.y0.size == 0:
+        return 0
+    A = prep.xn_max
+    ny = np.sqrt(np.einsum("qk,qk->q", problem.y0, problem.y0))
+    low = np.maximum(ny - A, 0.0) ** 2
+    with np.errstate(over="ignore"):
+        inv2s2 = 0.5 * np.exp(2.0 * problem.span[0])
+        bound = _gamma(prep.d + 3) * low * inv2s2
+    return int(np.count_nonzero((bound > FAR_LOGIT_TOL) & (16.0 * A * (ny + A) < low)))
 
 
 def _kernel_data(problem, layout):
