@@ -61,9 +61,10 @@ a test.
   number (the mean of every point came out where the nearest one is the
   answer).  The fields detect such queries from the bound itself and recompute
   them from relative distances ``(x_i - x_0).(x_i + x_0 - 2 y)``, whose error
-  scales with the points' separation (``scoredyn._host.reduce.far_rows``);
-  the fused ODE kernels do not (their trajectories start where the flow puts
-  them, within a few sigma of the data's scale).
+  scales with the points' separation (``scoredyn._host.reduce.far_rows``).
+  The fused ODE kernels form direct differences only, so their engines refuse
+  such starts and ``solve`` takes the numpy or batched engine (along the flow
+  ``|y - D|`` and sigma shrink alike, so the start decides).
 * **Overflow of the softmax.**  ``1 / (2 sigma^2) = e^{2s} / 2`` overflows
   float64 near s = 354 (sigma ~ 1e-154) and underflows near sigma ~ 1e154.
   The online softmax works relative to the running minimum distance, so every
