@@ -571,3 +571,73 @@ def test_lowrank_gemm_path_matches_the_dense_reference(monkeypatch, sigma, alpha
     np.testing.assert_allclose(gm.log_density(x, sigma, alpha), lref, rtol=0,
                                atol=dl + 16 * EPS * np.abs(lref).max())
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("form", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("R, sigma, vscale", [(1e9, 1e-3, 0.0), (1e17, 1.0, 0.0),
+                                              (1e17, 1.0, 1e-3), (1e40, 1e12, 0.0),
+                                              (1e40, 1e12, 1e20)])
+def test_far_queries_against_mpmath(form, backend, R, sigma, vscale):
+    """Queries far from every mean (|y| / |mu| up to 1e40), components of (nearly) equal
+    variance: direct differences cannot resolve the responsibilities there (a point-mass
+    mixture returned the mean of its means, the numpy backend's (x + res) / alpha cancelled
+    to O(1e23)); GaussianMixture._far_reduce forms the logits relative to component 0 from
+    the differences of means and variances.  Reference: 2 log10 R + 40 digits.  Tolerance:
+    each relative logit within half of B_k = 8 gamma_{d+4} (sum_j y_j^2 |1/c_kj - 1/c_0j|
+    + 2 |y_j| |m_kj/c_kj - m_0j/c_0j| + m_kj^2/c_kj + m_0j^2/c_0j) (the three coefficients
+    each within a few ulp, then the sums).  Far out that bound is itself large (y is only
+    known to eps |y|), but the gap g between the two largest exact logits is often larger
+    still: the responsibilities are within min(4 max B, 2 e^-(g - max B)) of the exact ones
+    (plus K eps; asserted below 1e-6) and D within that times the largest per-component
+    mean."""
+    import mpmath
+    rng = np.random.default_rng(int(np.log10(R)))
+    k, d, alpha = 7, 5, 0.9
+    means = rng.standard_normal((k, d))
+    var = vscale * (1 + 1e-3 * rng.uniform(size=k if form == "isotropic" else (k, d)))
+    w = rng.dirichlet(np.ones(k))
+    gm = sd.GaussianMixture(means, var, w, backend=backend)
+    V = np.broadcast_to(var[:, None] if form == "isotropic" else var, (k, d))
+    u = rng.standard_normal(d)
+    y = R * u / np.linalg.norm(u)
+    dps = int(2 * np.log10(R)) + 40
+    with mpmath.workdps(dps):
+        mp = mpmath.mpf
+        s2 = mp(sigma) ** 2
+        logit, Dk = [], []
+        for j in range(k):
+            c = [s2 + mp(alpha) ** 2 * mp(V[j, i]) for i in range(d)]
+            logit.append(mpmath.log(mp(w[j])) - sum(mpmath.log(ci) for ci in c) / 2
+                         - sum((mp(y[i]) - mp(alpha) * mp(means[j, i])) ** 2 / c[i]
+                               for i in range(d)) / 2)
+            Dk.append([mp(means[j, i]) * s2 / c[i] + mp(alpha) * mp(V[j, i]) * mp(y[i]) / c[i]
+                       for i in range(d)])
+        top = max(logit)
+        e = [mpmath.exp(v - top) for v in logit]
+        tot = mpmath.fsum(e)
+        rho = np.array([float(v / tot) for v in e])
+        D = np.array([float(mpmath.fsum(e[j] * Dk[j][i] for j in range(k)) / tot)
+                      for i in range(d)])
+        lse = float(top + mpmath.log(tot) - d * mpmath.log(2 * mpmath.pi * s2) / 2)
+    c = sigma ** 2 + alpha ** 2 * V
+    m = alpha * means
+    B = 8 * (d + 4) * EPS * ((y * y) @ np.abs(1 / c - 1 / c[0]).T
+                             + 2 * np.abs(y) @ np.abs(m / c - m[0] / c[0]).T
+                             + np.sum(m * m / c, axis=1) + np.sum(m[0] ** 2 / c[0]))
+    delta = np.max(B)
+    lf = np.sort(np.array([float(v - top) for v in logit]))
+    gap = lf[-1] - lf[-2]
+    tol = 4 * delta                                # each weight within 2 delta relatively
+    if gap > 2 * delta:                            # decided: the rest weighs e^-(gap - delta)
+        tol = min(tol, 2 * np.exp(-(gap - delta)))
+    tol += k * EPS
+    assert tol < 1e-6                              # the check is not vacuous
+    scale = np.max(np.abs(means)) + np.max(alpha * V / c) * R
+    np.testing.assert_allclose(gm.weights(y[None], sigma, alpha)[0], rho, rtol=0, atol=tol)
+    np.testing.assert_allclose(gm.denoise(y[None], sigma, alpha)[0], D, rtol=0,
+                               atol=tol * scale)
+    res = gm.residual(y[None], np.array([sigma]), np.array([alpha]))[0][0]
+    np.testing.assert_allclose(res, alpha * D - y, rtol=4 * EPS, atol=tol * scale)
+    np.testing.assert_allclose(gm.log_density(y[None], sigma, alpha)[0], lse,
+                               rtol=4 * (d + 3) * EPS)

@@ -48,6 +48,9 @@ GROUPED_LOGDET = 16
 #: below this signal scale alpha, ``denoise`` sums the posterior mean in the kernel instead of
 #: forming ``(x + res) / alpha`` (whose rounding error grows like 1 / alpha)
 DENOISE_DIRECT_BELOW = 0.5
+#: sigma (and |y|, a^2 v / sigma^2) range of the relative logits for queries far from every
+#: component (GaussianMixture._far)
+FAR_SIGMA = (1e-60, 1e60)
 #: above this dimension, queries sharing a few (sigma, alpha) pairs take the GEMM path
 #: (:mod:`scoredyn._host.mixture_gemm`), as the empirical field does
 GEMM_MIN_D = 24
@@ -179,6 +182,11 @@ class GaussianMixture(ScoreField):
             self._logpi = np.log(pi)
         self._table = None
         self._mean_absmax = float(np.max(np.abs(mu), initial=0.0))
+        self._mean_norm_max = float(np.sqrt(np.max(np.einsum("kj,kj->k", mu, mu), initial=0.0)))
+        self._variance_min = (float(np.min(self.variances, initial=np.inf))
+                              if self.variances is not None else 0.0)
+        self._variance_max = (float(np.max(self.variances, initial=0.0))
+                              if self.variances is not None else 0.0)
 
     def _component_table(self):
         """The (K, 2 d + 2) table of :mod:`scoredyn.kernels.mixture_query` (isotropic and
@@ -232,6 +240,16 @@ class GaussianMixture(ScoreField):
         """``(residual (Q, d), lse (Q,))``: ``alpha D - x`` and ``logsumexp_k logit_k``, where
         the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
         groups = _groups(sigma, alpha)
+        far = self._far(x, sigma, alpha)
+        if far.size:            # beyond what direct differences resolve: relative logits
+            out, lse = self._reduce(np.delete(x, far, axis=0), np.delete(sigma, far),
+                                    np.delete(alpha, far))
+            full_out, full_lse = np.empty_like(x), np.empty(x.shape[0])
+            keep = np.setdiff1d(np.arange(x.shape[0]), far)
+            full_out[keep], full_lse[keep] = out, lse
+            full_out[far], full_lse[far] = self._far_reduce(x[far], sigma[far], alpha[far],
+                                                            "residual")
+            return full_out, full_lse
         if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
         lo, hi = self.SIGMA_RANGE
@@ -278,6 +296,76 @@ class GaussianMixture(ScoreField):
         for g, (s, a) in enumerate(pairs):
             rows = np.flatnonzero(group == g)
             out[rows], lse[rows] = reduce(x[rows], s, a, mode != DENOISE)
+        return out, lse
+
+    def _far(self, x, sigma, alpha):
+        """Rows too far from the components for direct differences to resolve their
+        responsibilities (isotropic and diagonal forms, ``sigma^2`` normal).
+
+        Every path forms ``sum_j (y_j - a mu_kj)^2 / c_kj`` (``c = sigma^2 + a^2 v``) from
+        differences, within ``gamma_{d+3}`` of itself; far out (``|y| >> |a mu|``) the forms
+        of components with (nearly) equal variances differ by ``~2 |y| |a (mu_k - mu_l)| /
+        c``, far below that error when ``|y| ~ 1e16 |mu|`` (a point-mass mixture then gave the
+        mean of its means, not the nearest one).  The rule of the empirical field
+        (:func:`scoredyn._host.reduce.far_rows`) with the smallest ``c``: the bound
+        ``gamma_{d+3} (|y| + A)^2 / (2 c_min)`` above ``FAR_LOGIT_TOL`` and ``(|y| - A)^2 >
+        16 A (|y| + A)``, ``A = a max_k |mu_k|``; within :data:`FAR_SIGMA` (sigma, |y| and
+        ``a^2 v / sigma^2``), where the products of the relative form stay normal numbers."""
+        from .._host.reduce import FAR_LOGIT_TOL, _gamma
+        if (self.covariance_type not in ("isotropic", "diagonal") or self.n_components < 2
+                or x.shape[0] == 0):
+            return np.empty(0, np.int64)
+        A = alpha * self._mean_norm_max
+        ny = np.sqrt(np.einsum("qk,qk->q", x, x))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            cmin = sigma * sigma + alpha * alpha * self._variance_min
+            bound = _gamma(self.dim + 3) * (ny + A) ** 2 / (2.0 * cmin)
+            far = ((bound > FAR_LOGIT_TOL) & ((ny - A) ** 2 > 16.0 * A * (ny + A))
+                   & (sigma > FAR_SIGMA[0]) & (sigma < FAR_SIGMA[1]) & (ny < FAR_SIGMA[1])
+                   & (alpha * alpha * self._variance_max < FAR_SIGMA[1] * sigma * sigma))
+        return np.flatnonzero(far)
+
+    def _far_reduce(self, x, sigma, alpha, what):
+        """``(out, lse)`` of far rows (:meth:`_far`) from logits relative to component 0.
+
+        ``q_k - q_0 = sum_j y_j^2 (1/c_kj - 1/c_0j) - 2 y_j (m_kj/c_kj - m_0j/c_0j) + (m_kj^2
+        / c_kj - m_0j^2 / c_0j)`` with ``m = a mu``, each coefficient formed from the
+        differences of the variances and means themselves (``1/c_k - 1/c_0 = a^2 (v_0 - v_k)
+        / (c_k c_0)``), so the error scales with the components' separation, not with
+        ``|y|^2``.  ``out`` by ``what``: "residual" ``a D - y``, "mean" ``D = sum_k rho_k
+        (mu_k sigma^2 / c_k + (a v_k / c_k) y)`` (Tweedie's formula per component, no
+        cancellation) or "weights" ``rho``.
+        """
+        q, d = x.shape
+        out = np.empty((q, self.n_components) if what == "weights" else (q, d))
+        lse = np.empty(q)
+        group, pairs = _groups(sigma, alpha)
+        V, mu = self.variances, self.means
+        for g, (s, a) in enumerate(pairs):
+            rows = np.flatnonzero(group == g)
+            y = x[rows]
+            s2 = s * s
+            c = s2 + (a * a) * V
+            dinv = (a * a) * (V[0] - V) / c / c[0]
+            dlin = (a * s2 * (mu - mu[0]) + a ** 3 * (mu * V[0] - mu[0] * V)) / c / c[0]
+            m = a * mu
+            dconst = np.sum(m * m / c, axis=1)
+            dconst = dconst - dconst[0]
+            dq = (y * y) @ dinv.T - 2.0 * (y @ dlin.T) + dconst
+            logit = (self._logpi - 0.5 * _log1p_ratio2(a * np.sqrt(V), s).sum(axis=1)
+                     - 0.5 * dq)
+            top = np.max(logit, axis=1, keepdims=True)
+            e = np.exp(logit - top)
+            tot = e.sum(axis=1, keepdims=True)
+            rho = e / tot
+            u0 = y - m[0]
+            lse[rows] = (top[:, 0] + np.log(tot[:, 0])
+                         - 0.5 * (u0 * u0) @ (1.0 / c[0]))
+            if what == "weights":
+                out[rows] = rho
+                continue
+            D = rho @ (mu * (s2 / c)) + y * (rho @ (a * V / c))
+            out[rows] = D if what == "mean" else a * D - y
         return out, lse
 
     def _reduce_kernel(self, x, sigma, alpha, groups, tiled=True, mode=RESIDUAL):
@@ -506,6 +594,13 @@ class GaussianMixture(ScoreField):
     def _denoised(self, x, sigma, alpha, label):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
+        far = self._far(x, sigma, alpha)
+        if far.size:                    # D from relative logits, not (x + res) / alpha
+            keep = np.setdiff1d(np.arange(x.shape[0]), far)
+            D = np.empty_like(x)
+            D[keep] = self._denoised(x[keep], sigma[keep], alpha[keep], None)
+            D[far] = self._far_reduce(x[far], sigma[far], alpha[far], "mean")[0]
+            return D
         if self._exact_at_every_sigma:
             groups = _groups(sigma, alpha)
             if (np.min(alpha, initial=np.inf) < DENOISE_DIRECT_BELOW
@@ -550,6 +645,14 @@ class GaussianMixture(ScoreField):
         return self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha)).astype(dt)
 
     def _responsibilities(self, x, sigma, alpha, groups):
+        far = self._far(x, sigma, alpha)
+        if far.size:
+            keep = np.setdiff1d(np.arange(x.shape[0]), far)
+            rho = np.empty((x.shape[0], self.n_components))
+            rho[keep] = self._responsibilities(x[keep], sigma[keep], alpha[keep],
+                                               _groups(sigma[keep], alpha[keep]))
+            rho[far] = self._far_reduce(x[far], sigma[far], alpha[far], "weights")[0]
+            return rho
         parts = [self._component(k, x, sigma, alpha, groups)
                  for k in range(self.n_components)]
         logits = np.stack([base - 0.5 * z for base, z, _, _ in parts], axis=1)
