@@ -61,7 +61,8 @@ a test.
   number (the mean of every point came out where the nearest one is the
   answer).  The fields detect such queries from the bound itself and recompute
   them from relative distances ``(x_i - x_0).(x_i + x_0 - 2 y)``, whose error
-  scales with the points' separation (``scoredyn._host.reduce.far_rows``).
+  scales with the points' separation (``scoredyn._host.reduce.far_rows``; the
+  isotropic and diagonal mixtures likewise, ``GaussianMixture._far``).
   The fused ODE kernels form direct differences only, so their engines refuse
   such starts and ``solve`` takes the numpy or batched engine (along the flow
   ``|y - D|`` and sigma shrink alike, so the start decides).
