@@ -152,7 +152,8 @@ def test_far_queries_against_mpmath(backend, d, R, sigma):
 
 def test_far_starts_leave_the_fused_engines():
     """The fused kernels form distances by direct differences only: starts far from the data
-    (where those cannot resolve the softmax) go to an engine that recomputes them, an
+    (where those cannot resolve the softmax; the empirical field, and the point-mass
+    mixture, which is the same field) go to an engine that recomputes them, an
     explicit fused engine is refused with the reason, and the flow from 1e17 out ends at
     the data point furthest along the start's direction: |y - x*| = 1e17 e^-60 ~ 1e-9 for
     the exact flow, plus the integration error, which rtol = 1e-8 bounds relative to
@@ -164,12 +165,14 @@ def test_far_starts_leave_the_fused_engines():
     u = np.ones(d) / np.sqrt(d)
     y0 = np.stack([1e17 * u, -1e17 * u])
     target = np.stack([data[np.argmax(data @ u)], data[np.argmin(data @ u)]])
-    res = sd.solve(sd.EmpiricalScore(data), y0, (0.0, 60.0))
-    assert res.engine in ("numpy", "batched")
-    np.testing.assert_allclose(res.y, target, rtol=0, atol=1e-6)
-    for engine in ("numba", "numba-lanes"):
-        with pytest.raises(ValueError, match="far from the data"):
-            sd.solve(sd.EmpiricalScore(data), y0, (0.0, 60.0), engine=engine)
+    for field, engines in ((sd.EmpiricalScore(data), ("numba", "numba-lanes")),
+                           (sd.GaussianMixture(data, np.zeros(len(data))), ("numba",))):
+        res = sd.solve(field, y0, (0.0, 60.0))
+        assert res.engine in ("numpy", "batched")
+        np.testing.assert_allclose(res.y, target, rtol=0, atol=1e-6)
+        for engine in engines:
+            with pytest.raises(ValueError, match="far from the data"):
+                sd.solve(field, y0, (0.0, 60.0), engine=engine)
     # ordinary starts keep the fused engine
     assert sd.solve(sd.EmpiricalScore(data), 20.0 * rng.standard_normal((4, d)),
                     (-np.log(20.0), 5.0)).engine == "numba"

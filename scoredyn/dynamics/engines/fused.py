@@ -199,7 +199,11 @@ def _fused_unavailable(problem, mixtures=True):
         return (f"it needs a one-step method with a dense output if adaptive (got "
                 f"{problem.method.name!r}); the 'numpy' engine runs every method")
     if type(field) is GaussianMixture:
-        return None
+        q = problem.y0.shape[0]
+        with np.errstate(over="ignore", under="ignore"):
+            sigma0 = np.full(q, np.exp(-problem.span[0]))
+        far = field._far(problem.y0, sigma0, np.ones(q)).size
+        return None if far == 0 else _FAR_STARTS.format(far)
     # the states stay within the hull of the starts and the data (Baptista et al. 2025, the
     # trajectories are bounded), so these two magnitudes bound every distance the kernels form
     m = float(np.max(np.abs(field.data)))
@@ -211,11 +215,13 @@ def _fused_unavailable(problem, mixtures=True):
         return (f"the starts reach magnitude {m0:.3g}, beyond 2^{FUSED_EXP} where their squared "
                 f"distances overflow; the 'numpy' engine rescales them")
     far = _far_starts(field, problem)
-    if far:
-        return (f"{far} start(s) lie so far from the data that direct differences cannot "
-                f"resolve their softmax (scoredyn._host.reduce.far_rows); the 'numpy' and "
-                f"'batched' engines recompute such states from relative distances")
-    return None
+    return None if far == 0 else _FAR_STARTS.format(far)
+
+
+_FAR_STARTS = ("{} start(s) lie so far from the data that direct differences cannot resolve "
+               "their softmax (see scoredyn.kernels, 'Queries far from the data'); the 'numpy' "
+               "engine (and for an EmpiricalScore the 'batched' one) recomputes such states "
+               "from relative distances")
 
 
 def _far_starts(field, problem):
