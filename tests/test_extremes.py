@@ -176,3 +176,24 @@ def test_far_starts_leave_the_fused_engines():
     # ordinary starts keep the fused engine
     assert sd.solve(sd.EmpiricalScore(data), 20.0 * rng.standard_normal((4, d)),
                     (-np.log(20.0), 5.0)).engine == "numba"
+
+
+@pytest.mark.parametrize("d", [3, 40])
+@pytest.mark.parametrize("R", [1e9, 1e17, 1e60])
+def test_far_nearest_training_points_in_exact_order(d, R):
+    """k nearest neighbours of queries far from the data: the order of the exact squared
+    distances of the given floats (rational arithmetic), which direct differences lose at
+    |y| ~ 1e16 |x| (every distance rounds alike and the data's order came out); the
+    distances themselves to a relative gamma_{d+2}."""
+    from fractions import Fraction
+    rng = np.random.default_rng(d + int(np.log10(R)))
+    X = rng.standard_normal((9, d))
+    u = rng.standard_normal(d)
+    Y = np.stack([R * u / np.linalg.norm(u), -R * u / np.linalg.norm(u)])
+    idx, dist = sd.memorization.nearest_training_points(Y, X, k=4)
+    for q in range(len(Y)):
+        exact = [sum((Fraction(a) - Fraction(b)) ** 2 for a, b in zip(Y[q], x)) for x in X]
+        order = sorted(range(len(X)), key=lambda i: (exact[i], i))[:4]
+        assert list(idx[q]) == order
+        np.testing.assert_allclose(dist[q] ** 2, [float(exact[i]) for i in order],
+                                   rtol=2 * (d + 2) * np.finfo(float).eps)
