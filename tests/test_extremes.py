@@ -197,3 +197,23 @@ def test_far_nearest_training_points_in_exact_order(d, R):
         assert list(idx[q]) == order
         np.testing.assert_allclose(dist[q] ** 2, [float(exact[i]) for i in order],
                                    rtol=2 * (d + 2) * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("d", [3, 40])
+def test_far_queries_classify_to_their_exact_cell(backend, d):
+    """voronoi.classify and voronoi.nearest far from the data: the site whose cell holds the
+    query by exact (rational) distances, and a positive margin to its bisectors (the first
+    site came out before, with margins of -2.5e16)."""
+    from fractions import Fraction
+    rng = np.random.default_rng(30 + d)
+    X = rng.standard_normal((9, d))
+    u = rng.standard_normal(d)
+    Y = np.stack([1e17 * u / np.linalg.norm(u), -1e20 * u / np.linalg.norm(u)])
+    res = sd.voronoi.classify(X, Y, 1e-6, backend=backend)
+    i1 = sd.voronoi.nearest(X, Y, backend=backend)[0]
+    for q in range(len(Y)):
+        exact = [sum((Fraction(a) - Fraction(b)) ** 2 for a, b in zip(Y[q], x)) for x in X]
+        best = min(range(len(X)), key=lambda i: (exact[i], i))
+        assert res.site[q] == best and i1[q] == best
+        assert res.distance_to_boundary[q] > 0

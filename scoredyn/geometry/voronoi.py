@@ -43,27 +43,50 @@ def _run(data, y, tol=0.0, backend=None):
     choice = resolve(backend)
     if choice == "cuda":
         from .._host import cuda as _cuda
-        return _cuda.voronoi_pass(X, Y, tol)
+        return _far_rows_fixed(X, Y, tol, _cuda.voronoi_pass(X, Y, tol))
     if choice == "numpy":
-        return _voronoi_numpy(X, Y, tol)
+        return _far_rows_fixed(X, Y, tol, _voronoi_numpy(X, Y, tol))
     q = Y.shape[0]
     i1, i2, nt = (np.empty(q, np.int64) for _ in range(3))
     r1, r2, bd, gp = (np.empty(q) for _ in range(4))
     with compiling("Voronoi", voronoi_pass):
         voronoi_pass(np.ascontiguousarray(X.T), Y, tol, i1, r1, i2, r2, bd, gp, nt)
-    return i1, r1, i2, r2, bd, gp, nt
+    return _far_rows_fixed(X, Y, tol, (i1, r1, i2, r2, bd, gp, nt))
 
 
-def _voronoi_numpy(X, Y, tol):
-    """The numpy reference of ``kernels.voronoi.voronoi_pass`` (same formulas, query blocks)."""
+def _far_rows_fixed(X, Y, tol, out):
+    """``out`` with the rows far from the data redone: direct differences cannot order their
+    distances (at ``|y| ~ 1e16 |x|`` they all round alike and the first site came out, with
+    negative margins to its bisectors); their two nearest come from relative distances
+    (:func:`scoredyn._host.knn.k_nearest_squared`) and the margins, which are formed
+    relative to the nearest site already, from :func:`_voronoi_numpy` given those."""
+    from .._host.knn import _far, k_nearest_squared
+    from .._host.reduce import PreparedData
+    prep = PreparedData(X)
+    far = _far(prep, Y, out[1] ** 2)
+    if far.size:
+        ki, kd = k_nearest_squared(prep, Y[far], 2)
+        fixed = _voronoi_numpy(X, Y[far], tol, nearest=(ki, kd))
+        for arr, new in zip(out, fixed):
+            arr[far] = new
+    return out
+
+
+def _voronoi_numpy(X, Y, tol, nearest=None):
+    """The numpy reference of ``kernels.voronoi.voronoi_pass`` (same formulas, query blocks);
+    ``nearest``: the two nearest ``(index (Q, 2), squared distance (Q, 2))`` when known."""
     q, d = Y.shape
     n = X.shape[0]
     i1, i2, nt = (np.empty(q, np.int64) for _ in range(3))
     r1, r2, bd, gp = (np.empty(q) for _ in range(4))
     for b in query_blocks(q, n, d):
-        diff = Y[b, None, :] - X[None, :, :]
-        dist = np.einsum("qnk,qnk->qn", diff, diff)
-        a, da, c, dc = two_nearest_numpy(dist)
+        if nearest is None:
+            diff = Y[b, None, :] - X[None, :, :]
+            dist = np.einsum("qnk,qnk->qn", diff, diff)
+            a, da, c, dc = two_nearest_numpy(dist)
+        else:
+            a, c = nearest[0][b, 0], nearest[0][b, 1]
+            da, dc = nearest[1][b, 0], nearest[1][b, 1]
         i1[b], r1[b], i2[b], r2[b] = a, np.sqrt(da), c, np.sqrt(dc)
         xi = X[a]                                    # (B, d)
         delta = X[None, :, :] - xi[:, None, :]        # (B, N, d)
