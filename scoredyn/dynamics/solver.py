@@ -73,7 +73,7 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delt
     if span.shape != (2,) or not np.all(np.isfinite(span)):
         raise ValueError(f"`s_span` must be two finite numbers (s0, s1); got {s_span!r}.")
     if not span[1] > span[0]:
-        raise ValueError(f"`s_span` must be increasing (s0 < s1); got {tuple(span)}.")
+        raise ValueError(f"`s_span` must be increasing (s0 < s1); got ({span[0]:g}, {span[1]:g}).")
     meth, h, rtol, atol = method_options(method, h, rtol, atol)
     if save_at is None:
         save = np.empty(0)
