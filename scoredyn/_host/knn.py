@@ -1,8 +1,8 @@
 """Exact k nearest neighbours on the direct or the GEMM kernel (streaming, O((Q + N) d + Q k))."""
 import numpy as np
 
-from .reduce import (DIRECT_MAX_D, GEMM_TILE_N, _gamma, query_blocks, relative_distances,
-                     run_gemm_pieces)
+from .reduce import (DIRECT_MAX_D, GEMM_TILE_N, _gamma, far_geometry, query_blocks,
+                     relative_distances, run_gemm_pieces)
 from ..kernels.knn import knn_direct, knn_gemm_tile
 
 
@@ -52,24 +52,14 @@ def k_nearest_squared(prep, Y, k, method="auto"):
             ki[q0:q1] = np.take_along_axis(ci, order, 1)
     else:
         raise ValueError(f"`method` must be one of 'auto', 'direct', 'gemm'; got {method!r}.")
-    far = _far(prep, Y, kd[:, 0]) if k > 0 else np.empty(0, np.int64)
-    if far.size:
-        ki[far], kd[far] = _relative_nearest(prep, Y[far], k)
+    if k > 0 and prep.n > 1 and q > 0:
+        # far from the data direct differences cannot order the distances (at |y| ~ 1e16 |x|
+        # they all round alike and the data's order came out): the relative form does
+        far = np.flatnonzero(far_geometry(np.sqrt(np.einsum("qk,qk->q", Y, Y)), prep.xn_max,
+                                          kd[:, 0]))
+        if far.size:
+            ki[far], kd[far] = _relative_nearest(prep, Y[far], k)
     return ki, kd
-
-
-def _far(prep, Y, dmin):
-    """Queries so far from the data that relative distances order them better than direct
-    differences: ``dmin > 16 A (|y| + A)`` (``A`` the largest data norm), where the direct
-    distances' rounding ``gamma |y - x|^2`` exceeds 4x the relative form's (see
-    :func:`scoredyn._host.reduce.far_rows`; at ``|y| ~ 1e16 |x|`` every direct distance
-    rounds to the same number and the order is the data's)."""
-    if prep.n < 2 or Y.shape[0] == 0:
-        return np.empty(0, np.int64)
-    A = prep.xn_max
-    ny = np.sqrt(np.einsum("qk,qk->q", Y, Y))
-    with np.errstate(invalid="ignore"):
-        return np.flatnonzero(16.0 * A * (ny + A) < dmin)
 
 
 def _relative_nearest(prep, Y, k):

@@ -179,9 +179,17 @@ def far_rows(prep, Y, alpha, inv2s2, dmin):
         rows = np.flatnonzero(_gamma(prep.d + 3) * dmin * inv2s2 > FAR_LOGIT_TOL)
     if rows.size == 0:
         return rows
-    A = alpha[rows] * prep.xn_max
     ny = np.sqrt(np.einsum("qk,qk->q", Y[rows], Y[rows]))
-    return rows[16.0 * A * (ny + A) < dmin[rows]]
+    return rows[far_geometry(ny, alpha[rows] * prep.xn_max, dmin[rows])]
+
+
+def far_geometry(ny, A, dmin):
+    """``dmin > 16 A (|y| + A)``: a query of norm ``ny`` at squared distance ``dmin`` from the
+    nearest of points of norm <= ``A`` is where the relative distances'
+    (:func:`relative_distances`) rounding bound is below a quarter of the direct
+    differences' (:func:`far_rows`); elementwise, (Q,) bool."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return 16.0 * A * (ny + A) < dmin
 
 
 def relative_distances(prep, Y, a):

@@ -239,17 +239,10 @@ class GaussianMixture(ScoreField):
     def _reduce(self, x, sigma, alpha):
         """``(residual (Q, d), lse (Q,))``: ``alpha D - x`` and ``logsumexp_k logit_k``, where
         the logits omit the common ``-(d/2) log(2 pi sigma^2)``."""
+        split = self._far_split(x, sigma, alpha, "residual", self._reduce)
+        if split is not None:   # beyond what direct differences resolve: relative logits
+            return split
         groups = _groups(sigma, alpha)
-        far = self._far(x, sigma, alpha)
-        if far.size:            # beyond what direct differences resolve: relative logits
-            out, lse = self._reduce(np.delete(x, far, axis=0), np.delete(sigma, far),
-                                    np.delete(alpha, far))
-            full_out, full_lse = np.empty_like(x), np.empty(x.shape[0])
-            keep = np.setdiff1d(np.arange(x.shape[0]), far)
-            full_out[keep], full_lse[keep] = out, lse
-            full_out[far], full_lse[far] = self._far_reduce(x[far], sigma[far], alpha[far],
-                                                            "residual")
-            return full_out, full_lse
         if self.covariance_type in ("isotropic", "diagonal") and self.backend != "numpy":
             return self._reduce_kernel(x, sigma, alpha, groups)
         lo, hi = self.SIGMA_RANGE
@@ -280,7 +273,7 @@ class GaussianMixture(ScoreField):
         (sigma, alpha) pairs: few of them, each with ``sigma^2`` normal and ``a^2 v / sigma^2``
         finite, on the CPU."""
         lo, hi = self.SIGMA_RANGE
-        vmax = np.max(self.variances, initial=0.0)
+        vmax = self._variance_max
         return (self.backend == "numba" and len(pairs) <= GROUPED_LOGDET
                 and all(lo < s < hi and a * a * vmax / s / s < 1e300 for s, a in pairs))
 
@@ -311,7 +304,7 @@ class GaussianMixture(ScoreField):
         ``gamma_{d+3} (|y| + A)^2 / (2 c_min)`` above ``FAR_LOGIT_TOL`` and ``(|y| - A)^2 >
         16 A (|y| + A)``, ``A = a max_k |mu_k|``; within :data:`FAR_SIGMA` (sigma, |y| and
         ``a^2 v / sigma^2``), where the products of the relative form stay normal numbers."""
-        from .._host.reduce import FAR_LOGIT_TOL, _gamma
+        from .._host.reduce import FAR_LOGIT_TOL, _gamma, far_geometry
         if (self.covariance_type not in ("isotropic", "diagonal") or self.n_components < 2
                 or x.shape[0] == 0):
             return np.empty(0, np.int64)
@@ -320,10 +313,27 @@ class GaussianMixture(ScoreField):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             cmin = sigma * sigma + alpha * alpha * self._variance_min
             bound = _gamma(self.dim + 3) * (ny + A) ** 2 / (2.0 * cmin)
-            far = ((bound > FAR_LOGIT_TOL) & ((ny - A) ** 2 > 16.0 * A * (ny + A))
+            far = ((bound > FAR_LOGIT_TOL) & far_geometry(ny, A, (ny - A) ** 2)
                    & (sigma > FAR_SIGMA[0]) & (sigma < FAR_SIGMA[1]) & (ny < FAR_SIGMA[1])
                    & (alpha * alpha * self._variance_max < FAR_SIGMA[1] * sigma * sigma))
         return np.flatnonzero(far)
+
+    def _far_split(self, x, sigma, alpha, what, near):
+        """The rows :meth:`_far` names through :meth:`_far_reduce` (``what``), the others
+        through ``near(x, sigma, alpha)``, which returns ``(out, lse)`` for "residual" and
+        ``out`` otherwise, as this does; None when no row is far."""
+        far = self._far(x, sigma, alpha)
+        if far.size == 0:
+            return None
+        keep = np.setdiff1d(np.arange(x.shape[0]), far)
+        got = near(x[keep], sigma[keep], alpha[keep])
+        far_parts = self._far_reduce(x[far], sigma[far], alpha[far], what)
+        parts = []
+        for p_near, p_far in zip(got if what == "residual" else (got,), far_parts):
+            full = np.empty((x.shape[0],) + p_near.shape[1:])
+            full[keep], full[far] = p_near, p_far
+            parts.append(full)
+        return tuple(parts) if what == "residual" else parts[0]
 
     def _far_reduce(self, x, sigma, alpha, what):
         """``(out, lse)`` of far rows (:meth:`_far`) from logits relative to component 0.
@@ -594,13 +604,10 @@ class GaussianMixture(ScoreField):
     def _denoised(self, x, sigma, alpha, label):
         if label is not None:
             raise ValueError("`label` is not supported by GaussianMixture.")
-        far = self._far(x, sigma, alpha)
-        if far.size:                    # D from relative logits, not (x + res) / alpha
-            keep = np.setdiff1d(np.arange(x.shape[0]), far)
-            D = np.empty_like(x)
-            D[keep] = self._denoised(x[keep], sigma[keep], alpha[keep], None)
-            D[far] = self._far_reduce(x[far], sigma[far], alpha[far], "mean")[0]
-            return D
+        split = self._far_split(x, sigma, alpha, "mean",
+                                lambda *args: self._denoised(*args, None))
+        if split is not None:           # D from relative logits, not (x + res) / alpha
+            return split
         if self._exact_at_every_sigma:
             groups = _groups(sigma, alpha)
             if (np.min(alpha, initial=np.inf) < DENOISE_DIRECT_BELOW
@@ -645,14 +652,10 @@ class GaussianMixture(ScoreField):
         return self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha)).astype(dt)
 
     def _responsibilities(self, x, sigma, alpha, groups):
-        far = self._far(x, sigma, alpha)
-        if far.size:
-            keep = np.setdiff1d(np.arange(x.shape[0]), far)
-            rho = np.empty((x.shape[0], self.n_components))
-            rho[keep] = self._responsibilities(x[keep], sigma[keep], alpha[keep],
-                                               _groups(sigma[keep], alpha[keep]))
-            rho[far] = self._far_reduce(x[far], sigma[far], alpha[far], "weights")[0]
-            return rho
+        split = self._far_split(x, sigma, alpha, "weights", lambda y, s, a: (
+            self._responsibilities(y, s, a, _groups(s, a))))
+        if split is not None:
+            return split
         parts = [self._component(k, x, sigma, alpha, groups)
                  for k in range(self.n_components)]
         logits = np.stack([base - 0.5 * z for base, z, _, _ in parts], axis=1)

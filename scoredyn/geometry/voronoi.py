@@ -60,12 +60,14 @@ def _far_rows_fixed(X, Y, tol, out):
     negative margins to its bisectors); their two nearest come from relative distances
     (:func:`scoredyn._host.knn.k_nearest_squared`) and the margins, which are formed
     relative to the nearest site already, from :func:`_voronoi_numpy` given those."""
-    from .._host.knn import _far, k_nearest_squared
-    from .._host.reduce import PreparedData
-    prep = PreparedData(X)
-    far = _far(prep, Y, out[1] ** 2)
+    from .._host.knn import k_nearest_squared
+    from .._host.reduce import PreparedData, far_geometry
+    if X.shape[0] < 2:
+        return out
+    A = np.sqrt(np.max(np.einsum("nk,nk->n", X, X)))
+    far = np.flatnonzero(far_geometry(np.sqrt(np.einsum("qk,qk->q", Y, Y)), A, out[1] ** 2))
     if far.size:
-        ki, kd = k_nearest_squared(prep, Y[far], 2)
+        ki, kd = k_nearest_squared(PreparedData(X), Y[far], 2)
         fixed = _voronoi_numpy(X, Y[far], tol, nearest=(ki, kd))
         for arr, new in zip(out, fixed):
             arr[far] = new

@@ -225,22 +225,19 @@ _FAR_STARTS = ("{} start(s) lie so far from the data that direct differences can
 
 
 def _far_starts(field, problem):
-    """How many starts are far from the data at the first sigma, by the rule of
-    :func:`scoredyn._host.reduce.far_rows` with ``(|y| - A)^2`` for the nearest distance
-    (``A`` the largest data norm; a lower bound).  Along the flow ``|y - D|`` and sigma
-    shrink alike (Baptista et al. 2025, arXiv:2501.15785, the reverse ODE in log-time), so
-    the start is where the logit error bound is decided."""
-    from ..._host.reduce import FAR_LOGIT_TOL, _gamma
+    """How many starts are far from the data at the first sigma: :func:`far_rows` with
+    ``(|y| - A)^2`` for the nearest distance (``A`` the largest data norm; a lower bound).
+    Along the flow ``|y - D|`` and sigma shrink alike (Baptista et al. 2025,
+    arXiv:2501.15785, the reverse ODE in log-time), so the start is where the logit error
+    bound is decided."""
+    from ..._host.reduce import far_rows
     prep = field._prepared(problem.label)
-    if prep.n < 2 or problem.y0.size == 0:
-        return 0
-    A = prep.xn_max
-    ny = np.sqrt(np.einsum("qk,qk->q", problem.y0, problem.y0))
-    low = np.maximum(ny - A, 0.0) ** 2
+    y0 = problem.y0
+    q = y0.shape[0]
+    low = np.maximum(np.sqrt(np.einsum("qk,qk->q", y0, y0)) - prep.xn_max, 0.0) ** 2
     with np.errstate(over="ignore"):
-        inv2s2 = 0.5 * np.exp(2.0 * problem.span[0])
-        bound = _gamma(prep.d + 3) * low * inv2s2
-    return int(np.count_nonzero((bound > FAR_LOGIT_TOL) & (16.0 * A * (ny + A) < low)))
+        inv2s2 = np.full(q, 0.5 * np.exp(2.0 * problem.span[0]))
+    return far_rows(prep, y0, np.ones(q), inv2s2, low).size
 
 
 def _kernel_data(problem, layout):
