@@ -197,7 +197,7 @@ class SolveResult:
 
 def messages(status):
     """One message per trajectory status."""
-    return [STATUS_MESSAGES[int(st)] for st in status]
+    return [STATUS_MESSAGES[st] for st in np.asarray(status).tolist()]
 
 
 class Engine:

@@ -14,6 +14,7 @@ isotropic or diagonal :class:`scoredyn.GaussianMixture` (its component table in
 place of the data: the sites of the diagnostics are the component means).  They
 read the same :class:`KernelProblem` and write the same :class:`KernelOutputs`.
 """
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,7 +179,23 @@ FUSED_EXP = 450
 MIXTURE_MAX_S = 340.0
 
 
+#: _fused_unavailable's answers per problem: the automatic choice asks it for up to three
+#: engines, and the far-start test reads every start
+_WHY = weakref.WeakKeyDictionary()
+
+
 def _fused_unavailable(problem, mixtures=True):
+    """Why the fused kernels cannot run ``problem`` (a sentence), or None; computed once per
+    problem and flag."""
+    from ...fields.empirical import EmpiricalScore
+    memo = _WHY.setdefault(problem, {})
+    key = None if type(problem.field) is EmpiricalScore else mixtures   # the flag: mixtures
+    if key not in memo:
+        memo[key] = _fused_why(problem, mixtures)
+    return memo[key]
+
+
+def _fused_why(problem, mixtures):
     from ...fields.empirical import EmpiricalScore
     from ...fields.mixture import GaussianMixture
     field = problem.field
