@@ -17,6 +17,8 @@ _LOG2E = 1.4426950408889634
 # Cody-Waite split of ln 2 (fdlibm): n * _LN2_HI is exact for |n| < 2**20.
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
+#: :func:`exp_nonpos` returns exactly 0 below this (and for NaN)
+EXP_FLUSH = -708.0
 
 
 @intrinsic
@@ -95,8 +97,8 @@ def exp_nonpos(x):
     -------
     float64
     """
-    small = not (x >= -708.0)  # also catches NaN
-    xc = -708.0 if small else x
+    small = not (x >= EXP_FLUSH)  # also catches NaN
+    xc = EXP_FLUSH if small else x
     n = np.floor(xc * _LOG2E + 0.5)
     r = (xc - n * _LN2_HI) - n * _LN2_LO
     p = 1.0 / 6227020800.0

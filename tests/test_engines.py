@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.dynamics.engines import (BATCHED_MIN_ND, BATCHED_MIN_Q, ENGINES, LANE_MAX_ND,
+from scoredyn.dynamics.engines import (BATCHED_MIN_ND, BATCHED_MIN_Q, ENGINES, LANE_MAX_N,
                                        LANE_MIN_TRAJECTORIES, choose)
 
 from .test_ode import authors_data
@@ -38,6 +38,34 @@ def test_every_engine_takes_the_same_steps(method):
         np.testing.assert_allclose(r.ys, ref.ys, rtol=0, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("engine", ["numba", "numba-lanes"])
+def test_the_result_does_not_depend_on_the_thread_count(engine):
+    """The compiled loops hand out work items sized by Q and the thread count (300
+    trajectories: lane work items of 192 on one thread, 128 on two); a trajectory's
+    arithmetic is the same in every lane and work item, so the bits are too."""
+    import numba
+    from dataclasses import fields
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread only: nothing to vary")
+    field = sd.EmpiricalScore(authors_data())
+    y0 = 1.5 * np.random.default_rng(12).standard_normal((300, 2))
+    before = numba.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            runs.append(sd.solve(field, y0, (0.0, 8.0), method="gl-dopri5", rtol=1e-6,
+                                 atol=1e-8, save_at=[1.0], engine=engine))
+    finally:
+        numba.set_num_threads(before)
+    for f in fields(runs[0]):
+        a, b = getattr(runs[0], f.name), getattr(runs[1], f.name)
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b, err_msg=f.name)
+        else:
+            assert a == b, f.name
+
+
 def test_the_end_of_the_span_is_reached_exactly():
     """``s + (s1 - s)`` rounds below ``s1`` when ``s < 0 < s1`` or ``s1 < 0``; the step that
     reaches the end must end there, not leave a one-ulp step that underflows (status 2)."""
@@ -70,8 +98,9 @@ def test_the_automatic_choice(q, kw, expected):
 
 
 @pytest.mark.parametrize("n,d,q,backend,expected", [
-    (LANE_MAX_ND // 2, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
-    (LANE_MAX_ND // 2 + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
+    (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
+    (LANE_MAX_N + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
+    (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES - 1, "numba", "numba"),     # few trajectories
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "auto", "batched"),          # large data
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numba", "batched"),         # same family
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q - 1, "auto", "numba"),
@@ -79,8 +108,8 @@ def test_the_automatic_choice(q, kw, expected):
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numpy", "numpy"),
 ])
 def test_the_automatic_choice_by_size(monkeypatch, n, d, q, backend, expected):
-    """The measured crossovers (scoredyn.dynamics.engines): lanes only for small data, the
-    batched engine's GEMM stages for large data."""
+    """The measured crossovers (scoredyn.dynamics.engines): the batched engine's GEMM stages
+    for large data, else lanes up to LANE_MAX_N points, else one trajectory per thread."""
     from scoredyn import backend as backend_module
     monkeypatch.setattr(backend_module, "cuda_status", lambda: (False, "no GPU in this test"))
     rng = np.random.default_rng(14)

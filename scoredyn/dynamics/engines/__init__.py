@@ -21,18 +21,22 @@ The automatic choice (``solve(..., engine=None)``): the ``backend=`` argument
 "cuda" when a GPU is usable and the problem fits it, else "numba" when the
 problem is fused-compatible, else "numpy" — and within "numba":
 
-* ``"numba-lanes"`` from :data:`LANE_MIN_TRAJECTORIES` trajectories on, for small
-  data (``N d <= LANE_MAX_ND``), unless recentring or ``V^delta`` tracking is asked for;
 * ``"batched"`` for large data (``N d >= BATCHED_MIN_ND``) and many trajectories
   (``Q >= BATCHED_MIN_Q``), unless recentring or ``V^delta`` tracking is asked for;
+* else ``"numba-lanes"`` from :data:`LANE_MIN_TRAJECTORIES` trajectories on, up to
+  ``N <= LANE_MAX_N`` data points (a lane set's distances, ``64 N`` numbers, then stay in a
+  core's L2 cache), unless recentring or ``V^delta`` tracking is asked for;
 * else ``"numba"``.
 
-The thresholds are measured crossovers (2 cores; seconds).  Lanes against per-trajectory
-(dopri5, rtol 1e-8) at Q = 1000, N = 20 / 50 / 100 / 200 in d = 2: 0.04 / 0.05 / 0.09 /
-0.17 against 0.07 / 0.09 / 0.10 / 0.16, in d = 8: N = 50 0.11 against 0.13, N = 100 0.29
-against 0.23, and at N = 1000 lanes lose in every d (0.97 against 0.59 in d = 2).  Batched
-against per-trajectory (standard normal data, starts at data points plus sigma = 20 noise,
-s from -log 20 to 16, dopri5 at rtol 1e-9), (N, d, Q): (2000, 32, 1000) 9.4 against 32.8,
+The thresholds are measured crossovers (2 cores; seconds).  Lanes, batched and
+per-trajectory (standard normal data, starts at data points plus sigma = 20 noise, s from
+-log 20 to 12, dopri5 at rtol 1e-8), (N, d): Q = 1000: (200, 2) 0.20 / 0.54 / 0.32,
+(1000, 2) 0.82 / 1.25 / 1.50, (3000, 2) 4.26 / 3.31 / 3.29, (100, 32) 0.53 / 1.73 / 1.03,
+(300, 32) 1.57 / 2.64 / 2.52, (1000, 8) 2.22 / 2.17 / 2.54, (1000, 32) 7.52 / 3.69 / 8.66,
+(300, 64) 4.60 / 3.81 / 5.31; Q = 200: (1000, 2) 0.23 / 0.38 / 0.28, (300, 64)
+0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  (Before the lanes' work items were
+sized by Q, a solve of 1000 trajectories ran on one core and the lanes lost from N = 1000
+on.)  Batched against per-trajectory on the same problem to s = 16 at rtol 1e-9, (N, d, Q): (2000, 32, 1000) 9.4 against 32.8,
 (1000, 128, 1000) 13.5 against 61.4, (5000, 64, 200) 6.0 against 32.4, (1500, 48, 200)
 2.7 against 7.1, (1000, 24, 200) 1.6 against 2.2, (2000, 16, 1000) 11.5 against 14.4,
 (1000, 64, 50) 1.4 against 1.5; but (300, 32, 200) 1.6 against 0.7 and (200, 64, 100)
@@ -53,14 +57,14 @@ ENGINES = {e.name: e for e in (NumpyEngine(), NumbaEngine(), LaneEngine(), CudaE
 #: from this many trajectories on, the automatic choice on the CPU takes "numba-lanes"
 #: (two full lane sets: fewer leave most lanes idle) ...
 LANE_MIN_TRAJECTORIES = 2 * LANES
-#: ... when the data are small: N d at most this (each lane set then re-reads little data)
-LANE_MAX_ND = 400
+#: ... up to this many data points (a lane set's 64 N distances stay in L2)
+LANE_MAX_N = 2000
 #: the automatic choice takes the batched engine from this much data (N d) and this many
 #: trajectories on (module docstring)
 BATCHED_MIN_ND, BATCHED_MIN_Q = 24_000, 100
 
 __all__ = ["ENGINES", "Engine", "Problem", "SolveResult", "STATUS_MESSAGES", "choose",
-           "LANE_MIN_TRAJECTORIES", "LANE_MAX_ND", "BATCHED_MIN_ND", "BATCHED_MIN_Q"]
+           "LANE_MIN_TRAJECTORIES", "LANE_MAX_N", "BATCHED_MIN_ND", "BATCHED_MIN_Q"]
 
 
 def choose(problem, engine=None, backend=None):
@@ -116,13 +120,13 @@ def choose(problem, engine=None, backend=None):
                              f"problem: {why}; use backend='numpy'.")
         q, d = problem.y0.shape
         n = getattr(problem.field, "n", None) or getattr(problem.field, "n_components", 0)
-        lanes = ENGINES["numba-lanes"]
-        if (q >= LANE_MIN_TRAJECTORIES and n * d <= LANE_MAX_ND
-                and lanes.unavailable(problem) is None):
-            return lanes
         if (n * d >= BATCHED_MIN_ND and q >= BATCHED_MIN_Q
                 and ENGINES["batched"].unavailable(problem) is None):
             return ENGINES["batched"]
+        lanes = ENGINES["numba-lanes"]
+        if (q >= LANE_MIN_TRAJECTORIES and n <= LANE_MAX_N
+                and lanes.unavailable(problem) is None):
+            return lanes
         return ENGINES["numba"]
     why = ENGINES["numpy"].unavailable(problem)
     if why is not None:
