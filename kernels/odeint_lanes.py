@@ -20,9 +20,11 @@ softmax: results agree with the one-trajectory kernel to rounding (adaptive
 step sequences to ~1e-9 relative, since the error norm is a difference of
 nearly equal stages).
 """
+import functools
+
 import numba
 import numpy as np
-from numba import njit
+from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N
 from .launch import run_chunks
@@ -47,9 +49,8 @@ _config = CPU["config"]
 CHUNK = 1024
 
 
-@njit(fastmath=FASTMATH, cache=True, error_model="numpy")
-def lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_nearest, near,
-             near_d2):
+def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_nearest, near,
+              near_d2):
     """``out[:, b] = -r (Y[:, b] - D(Y[:, b]; e^{-s_b}))`` for every lane b.
 
     Parameters
@@ -169,6 +170,28 @@ def lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_nea
             ok[b] = ok[b] * dmin[b] - lsum[b] * yk[b]
 
 
+_F2 = types.float64[:, ::1]
+_F1 = types.float64[::1]
+#: how :func:`lane_chunk` calls the right-hand side
+LANE_RHS_SIGNATURE = types.void(_F2, _F2, _F1, types.int64, types.float64, _F2, _F2, _F1, _F1,
+                                _F1, types.boolean, types.int64[::1], _F1)
+
+
+@functools.cache
+def lane_rhs():
+    """:func:`_lane_rhs` compiled once, on its own (or loaded from its cache entry), as the
+    function pointer :func:`lane_chunk` calls.
+
+    Why not a plain call: numba links every callee into its caller's module and optimises the
+    copy again.  The process that compiles the caller runs the callee's own code; a process
+    that loads the caller from the cache runs the re-optimised copy, which for this function
+    was 17-24 % slower (and rounded differently in the last bit).  Through a pointer every
+    process runs the one compiled code.
+    """
+    return cfunc(LANE_RHS_SIGNATURE, cache=True, fastmath=FASTMATH, error_model="numpy")(
+        _lane_rhs)
+
+
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _lane_coefficients(e, a, uniform, sg, h, ce, ca):
     """``ce[b] = e[sg_b]`` and ``ca[j, b] = h_b a[sg_b, j]`` for every column j of ``a``.
@@ -228,9 +251,10 @@ def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def lane_chunk(q_lo, q_hi, XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg,
-               Ysave, Yout, Uout, outi, outf):
-    """Trajectories ``q_lo`` to ``q_hi - 1``, LANES at a time.
+def lane_chunk(q_lo, q_hi, lane_rhs, XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr,
+               P, cfg, Ysave, Yout, Uout, outi, outf):
+    """Trajectories ``q_lo`` to ``q_hi - 1``, LANES at a time; ``lane_rhs`` is
+    :func:`lane_rhs`'s function pointer.
 
     :func:`trajectory.advance` without recentring or ``V^delta`` tracking.
     Arguments as in :func:`scoredyn.kernels.odeint.integrate` (same meaning; the
@@ -538,7 +562,7 @@ def integrate_lanes(XT, *args):
     Yout, Uout, outi, outf)``, as :func:`scoredyn.kernels.odeint.integrate`.
     """
     nq = args[0].shape[0]
-    run_chunks(lane_chunk, nq, lane_chunk_size(nq), XT, *args)
+    run_chunks(lane_chunk, nq, lane_chunk_size(nq), lane_rhs(), XT, *args)
 
 
 def lane_chunk_size(nq):
