@@ -41,8 +41,8 @@ def test_every_engine_takes_the_same_steps(method):
 @pytest.mark.parametrize("engine", ["numba", "numba-lanes"])
 def test_the_result_does_not_depend_on_the_thread_count(engine):
     """The compiled loops hand out work items sized by Q and the thread count (300
-    trajectories: lane work items of 192 on one thread, 128 on two); a trajectory's
-    arithmetic is the same in every lane and work item, so the bits are too."""
+    trajectories: one lane work item of 320 on one thread, two of 192 on two); a
+    trajectory's arithmetic is the same in every lane and work item, so the bits are too."""
     import numba
     from dataclasses import fields
     if numba.config.NUMBA_NUM_THREADS < 2:
