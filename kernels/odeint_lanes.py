@@ -116,18 +116,18 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
     # a data point whose weight is exactly 0 in every lane (each exponent below exp_nonpos's
     # flush, EXP_FLUSH) adds nothing: late in the flow that is most of them, and the pass over
     # its exponents costs a fraction of their exps
-    if d == 2:
-        o0 = out[0]
-        o1 = out[1]
-        for j in range(n):
-            dj = dist[j]
-            live = 0
-            for b in range(B):
-                x = softmax_exponent_cpu(dj[b], dmin[b], inv[b])
-                dj[b] = x
-                live += 1 if x >= EXP_FLUSH else 0
-            if live == 0:
-                continue
+    o0 = out[0]
+    o1 = out[1] if d > 1 else out[0]
+    for j in range(n):
+        dj = dist[j]
+        live = 0
+        for b in range(B):
+            x = softmax_exponent_cpu(dj[b], dmin[b], inv[b])
+            dj[b] = x
+            live += 1 if x >= EXP_FLUSH else 0
+        if live == 0:
+            continue
+        if d == 2:      # the paper's setting: one fused loop
             a0 = XT[0, j]
             a1 = XT[1, j]
             for b in range(B):
@@ -135,16 +135,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
                 lsum[b] += w
                 o0[b] += w * a0
                 o1[b] += w * a1
-    else:
-        for j in range(n):
-            dj = dist[j]
-            live = 0
-            for b in range(B):
-                x = softmax_exponent_cpu(dj[b], dmin[b], inv[b])
-                dj[b] = x
-                live += 1 if x >= EXP_FLUSH else 0
-            if live == 0:
-                continue
+        else:
             for b in range(B):
                 w = exp_nonpos(dj[b])
                 dj[b] = w
