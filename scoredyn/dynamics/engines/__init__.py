@@ -36,12 +36,13 @@ per-trajectory (standard normal data, starts at data points plus sigma = 20 nois
 (300, 64) 4.60 / 3.81 / 5.31; Q = 200: (1000, 2) 0.23 / 0.38 / 0.28, (300, 64)
 0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  (Before the lanes' work items were
 sized by Q, a solve of 1000 trajectories ran on one core and the lanes lost from N = 1000
-on.)  Batched against per-trajectory on the same problem to s = 16 at rtol 1e-9, (N, d, Q): (2000, 32, 1000) 9.4 against 32.8,
-(1000, 128, 1000) 13.5 against 61.4, (5000, 64, 200) 6.0 against 32.4, (1500, 48, 200)
-2.7 against 7.1, (1000, 24, 200) 1.6 against 2.2, (2000, 16, 1000) 11.5 against 14.4,
-(1000, 64, 50) 1.4 against 1.5; but (300, 32, 200) 1.6 against 0.7 and (200, 64, 100)
-1.1 against 0.6.  ``engine=`` names one engine directly; it raises ``ValueError`` with the
-reason when that engine cannot serve the problem.
+on.)  Batched against per-trajectory on the same problem to s = 16 at rtol 1e-9,
+(N, d, Q): (2000, 32, 1000) 9.4 against 32.8, (1000, 128, 1000) 13.5 against 61.4,
+(5000, 64, 200) 6.0 against 32.4, (1500, 48, 200) 2.7 against 7.1, (1000, 24, 200) 1.6
+against 2.2, (2000, 16, 1000) 11.5 against 14.4, (1000, 64, 50) 1.4 against 1.5; but
+(300, 32, 200) 1.6 against 0.7 and (200, 64, 100) 1.1 against 0.6.  ``engine=`` names one
+engine directly; it raises ``ValueError`` with the reason when that engine cannot serve the
+problem.
 """
 from ...backend import resolve
 from ...kernels.sizes import LANES
