@@ -117,7 +117,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
     # flush, EXP_FLUSH) adds nothing: late in the flow that is most of them, and the pass over
     # its exponents costs a fraction of their exps
     o0 = out[0]
-    o1 = out[1] if d > 1 else out[0]
+    o1 = out[1] if d > 1 else out[0]       # o0, o1: read only when d == 2
     for j in range(n):
         dj = dist[j]
         live = 0
