@@ -142,6 +142,41 @@ def exp_any(x):
     return e if x <= 0.0 else 1.0 / e
 
 
+# the same functions inlined by numba (same flags, so the same rounding): the loops below
+# vectorise whatever LLVM's inliner decides about the out-of-line versions
+_exp_nonpos_inline = njit(fastmath=FASTMATH_STRICT, cache=True, inline="always")(
+    exp_nonpos.py_func)
+_log_pos_inline = njit(fastmath=FASTMATH_STRICT, cache=True, inline="always")(log_pos.py_func)
+
+
+@njit(fastmath=FASTMATH_STRICT, cache=True)
+def exp_nonpos_into(x, out):
+    """``out[i] = exp_nonpos(x[i])``, bit for bit, as one vectorised loop.
+
+    A scalar call per element inside a loop blocks its vectorisation unless
+    LLVM chooses to inline it; a step controller's three powers per lane were
+    such calls.  ``x`` and ``out`` are 1-D of equal length; they may be the same
+    array, but then LLVM's overlap check sends the loop down its scalar path.
+    """
+    for i in range(x.shape[0]):
+        out[i] = _exp_nonpos_inline(x[i])
+
+
+@njit(fastmath=FASTMATH_STRICT, cache=True)
+def exp_any_into(x, out):
+    """``out[i] = exp_any(x[i])`` (either sign), bit for bit, as one vectorised loop."""
+    for i in range(x.shape[0]):
+        e = _exp_nonpos_inline(-abs(x[i]))
+        out[i] = e if x[i] <= 0.0 else 1.0 / e
+
+
+@njit(fastmath=FASTMATH_STRICT, cache=True)
+def log_pos_into(x, out):
+    """``out[i] = log_pos(x[i])``, bit for bit, as one vectorised loop."""
+    for i in range(x.shape[0]):
+        out[i] = _log_pos_inline(x[i])
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
 def exp_sum(x, reps):
     """``reps`` times ``sum_i exp_nonpos(x_i)``, the repetitions spread over every core: the
