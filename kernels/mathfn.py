@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .config import FASTMATH, FASTMATH_STRICT
+from .config import FASTMATH, FASTMATH_STRICT, wide_vectors
 from .scalar import softmax_exponent_cpu
 
 _LOG2E = 1.4426950408889634
@@ -158,6 +158,7 @@ def exp_nonpos_into(x, out):
     such calls.  ``x`` and ``out`` are 1-D of equal length; they may be the same
     array, but then LLVM's overlap check sends the loop down its scalar path.
     """
+    wide_vectors()
     for i in range(x.shape[0]):
         out[i] = _exp_nonpos_inline(x[i])
 
@@ -165,6 +166,7 @@ def exp_nonpos_into(x, out):
 @njit(fastmath=FASTMATH_STRICT, cache=True)
 def exp_any_into(x, out):
     """``out[i] = exp_any(x[i])`` (either sign), bit for bit, as one vectorised loop."""
+    wide_vectors()
     for i in range(x.shape[0]):
         e = _exp_nonpos_inline(-abs(x[i]))
         out[i] = e if x[i] <= 0.0 else 1.0 / e
@@ -173,6 +175,7 @@ def exp_any_into(x, out):
 @njit(fastmath=FASTMATH_STRICT, cache=True)
 def log_pos_into(x, out):
     """``out[i] = log_pos(x[i])``, bit for bit, as one vectorised loop."""
+    wide_vectors()
     for i in range(x.shape[0]):
         out[i] = _log_pos_inline(x[i])
 
@@ -191,6 +194,7 @@ def exp_sum(x, reps):
     """
     total = 0.0
     for r in prange(reps):
+        wide_vectors()      # in the loop body: prange outlines it into its own function
         s = 0.0
         for i in range(x.shape[0]):
             s += exp_nonpos(x[i] - 1e-3 * r)

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import cfunc, njit, types
 
-from .config import FASTMATH, TILE_N
+from .config import FASTMATH, TILE_N, wide_vectors
 from .launch import run_chunks
 from .sizes import LANES
 from .mathfn import EXP_FLUSH, exp_any, exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into
@@ -67,6 +67,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
         Also write the nearest site and its squared distance to ``near``,
         ``near_d2`` (ties: the lower index).
     """
+    wide_vectors()
     d, n = XT.shape
     B = Y.shape[1]
     for b in range(B):
@@ -258,6 +259,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
     increment and decrement, about 150 of each per step of 64 lanes (7 % of the time at
     N = 20).
     """
+    wide_vectors()
     ell, adaptive, lawson, rtol, atol, h0, max_steps, reg_kind, reg_param = _config(cfg)
     n_steps = outi[OUT_N_STEPS]
     n_rejected = outi[OUT_N_REJECTED]
