@@ -24,7 +24,7 @@ orders of magnitude (see "Numerical traps" in :mod:`scoredyn.kernels`).
 import numpy as np
 from numba import njit
 
-from .config import FASTMATH
+from .config import FASTMATH, wide_vectors
 from .mathfn import relative_weight
 from .scalar import top2_insert_cpu
 
@@ -150,6 +150,7 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
     i1, d1, i2, d2 : (qb,) in/out
         Running two nearest (exact squared distances).
     """
+    wide_vectors()
     qb, nt = S.shape
     xmax = 0.0
     xmin = np.inf

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import softmax
-from .config import FASTMATH, TILE_N
+from .config import FASTMATH, TILE_N, wide_vectors
 from .mathfn import relative_weight
 from .scalar import top2_insert_cpu
 from .target import specialise
@@ -89,6 +89,7 @@ def posterior_one(XT, y, a, xc, inv, want_top2, mean, dist):
     i1, d1, i2, d2 : int, float, int, float
         Two nearest sites and their squared distances.
     """
+    wide_vectors()
     d, n = XT.shape
     dmin = np.inf
     lsum = 0.0
