@@ -306,7 +306,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
     escale = fl[13]
     fac_acc = fl[14]
     fac_rej = fl[15]
-    ymax = fl[16]
+    ymax2 = fl[16]        # the largest |u|^2 so far: one sqrt per trajectory, at its end
     dd1 = fl[17]
     near = it[0]
     traj = it[1]
@@ -356,7 +356,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     seg[b] = 0
                     kseg[b] = 0
                     nextg[b] = 1
-                    ymax[b] = 0.0
+                    ymax2[b] = 0.0
                     ncell[b] = 0
                     cell[b] = -1
                     stat[b] = STATUS_RUNNING
@@ -365,7 +365,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     nrm = 0.0
                     for k in range(d):
                         nrm += u[k, b] ** 2
-                    ymax[b] = max(ymax[b], np.sqrt(nrm))
+                    ymax2[b] = max(ymax2[b], nrm)
                     if i1[b] != cell[b]:
                         if cell[b] >= 0:
                             ncell[b] += 1
@@ -391,7 +391,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     Yout[q, k] = u[k, b]
                     tmp[k] = u[k, b]
                     nrm += u[k, b] ** 2
-                max_norm[q] = max(ymax[b], np.sqrt(nrm))
+                max_norm[q] = np.sqrt(max(ymax2[b], nrm))     # sqrt is monotone: same bits
                 bd, gap, ntie = cell_margins(XT, tmp, zero, i1[b], 0.0)
                 boundary_distance[q] = bd
                 cell_changes[q] = ncell[b] + (1 if i1[b] != cell[b] else 0)
@@ -413,15 +413,19 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                 G[0, k, b] += ell * u[k, b]
         if lawson:     # decay[j] = e^{-c_j h}, growth[j] = e^{c_j h} (h <= 64),
                        # decay[S] = e^{-h}
-            for j in range(S + 1):
-                cj = C[j] if j < S else 1.0
+            # (the division takes the exp from a register and vectorises; reading it back
+            # from decay, LLVM issued 64 scalar divisions.  decay[S] goes through
+            # exp_nonpos_into: as a loop of its own here, LLVM called exp_nonpos per lane)
+            for j in range(S):
                 ej = decay[j]
+                gj = growth[j]
                 for b in range(L):
-                    ej[b] = exp_nonpos(-cj * h[b])
-                if j < S:
-                    gj = growth[j]
-                    for b in range(L):
-                        gj[b] = 1.0 / ej[b]
+                    e = exp_nonpos(-C[j] * h[b])
+                    ej[b] = e
+                    gj[b] = 1.0 / e
+            for b in range(L):
+                sl[b] = -h[b]
+            exp_nonpos_into(sl, decay[S])
         for i in range(1, S):
             # per-lane coefficients first, so that the combination below vectorises
             if lawson:
