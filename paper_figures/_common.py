@@ -1,4 +1,5 @@
-"""Settings shared by the figures: the authors' data and schedules (shared/seeds/README.md)."""
+"""Settings shared by the figures: the data and noise schedules of Baptista, Dasgupta, Kovachki,
+Oberai and Stuart (2025, arXiv:2501.15785), as the authors' published code sets them."""
 import numpy as np
 
 import scoredyn as sd
