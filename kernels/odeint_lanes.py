@@ -265,7 +265,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
 
     Compiled without reference counting (``_nrt=False``; it allocates nothing): every row
     view and every inlined helper's array argument would otherwise cost an atomic
-    increment and decrement, about 150 of each per step of 64 lanes (7 % of the time at
+    increment and decrement, about 150 of each per step of 64 lanes (8 % of the time at
     N = 20).
     """
     wide_vectors()
