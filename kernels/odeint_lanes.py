@@ -49,8 +49,8 @@ _config = CPU["config"]
 CHUNK = 1024
 
 
-def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_nearest, near,
-              near_d2):
+def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, want_nearest,
+              near, near_d2):
     """``out[:, b] = -r (Y[:, b] - D(Y[:, b]; e^{-s_b}))`` for every lane b.
 
     Parameters
@@ -62,7 +62,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
         Lane times.
     out : (d, B) float64, out
     dist : (N, B) float64, scratch
-    inv, dmin, lsum : (B,) float64, scratch
+    inv, dmin, lsum, thr : (B,) float64, scratch
     want_nearest : bool
         Also write the nearest site and its squared distance to ``near``,
         ``near_d2`` (ties: the lower index).
@@ -115,30 +115,45 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, want_ne
         for b in range(B):
             ok[b] = 0.0
     # a data point whose weight is exactly 0 in every lane (each exponent below exp_nonpos's
-    # flush, EXP_FLUSH) adds nothing: late in the flow that is most of them, and the pass over
-    # its exponents costs a fraction of their exps
+    # flush, EXP_FLUSH = -708) adds nothing: late in the flow that is most of them.  The test
+    # is on the distance, against a threshold with margin: dist > dmin + 709 / inv implies
+    # (dist - dmin) * inv > 708 after rounding, so no weight that is not 0 is skipped (inv = 0
+    # gives an infinite threshold, inv = inf the threshold dmin; NaN is never skipped)
+    n_inf = 0
+    for b in range(B):
+        thr[b] = dmin[b] + 709.0 / inv[b]
+        n_inf += 1 if inv[b] == np.inf else 0
+    # with every inv finite, -(dist - dmin) * inv is (dmin - dist) * inv (same bits; dist ==
+    # dmin gives -0, whose exp is 1 as well): no select per weight
+    finite = n_inf == 0
     o0 = out[0]
     o1 = out[1] if d > 1 else out[0]       # o0, o1: read only when d == 2
     for j in range(n):
         dj = dist[j]
         live = 0
         for b in range(B):
-            x = softmax_exponent_cpu(dj[b], dmin[b], inv[b])
-            dj[b] = x
-            live += 1 if x >= EXP_FLUSH else 0
+            live += 0 if dj[b] > thr[b] else 1
         if live == 0:
             continue
-        if d == 2:      # the paper's setting: one fused loop
+        if d == 2 and finite:      # the paper's setting: one fused loop
             a0 = XT[0, j]
             a1 = XT[1, j]
             for b in range(B):
-                w = exp_nonpos(dj[b])
+                w = exp_nonpos((dmin[b] - dj[b]) * inv[b])
+                lsum[b] += w
+                o0[b] += w * a0
+                o1[b] += w * a1
+        elif d == 2:
+            a0 = XT[0, j]
+            a1 = XT[1, j]
+            for b in range(B):
+                w = exp_nonpos(softmax_exponent_cpu(dj[b], dmin[b], inv[b]))
                 lsum[b] += w
                 o0[b] += w * a0
                 o1[b] += w * a1
         else:
             for b in range(B):
-                w = exp_nonpos(dj[b])
+                w = exp_nonpos(softmax_exponent_cpu(dj[b], dmin[b], inv[b]))
                 dj[b] = w
                 lsum[b] += w
             for k in range(d):
@@ -175,7 +190,7 @@ _F2 = types.float64[:, ::1]
 _F1 = types.float64[::1]
 #: how :func:`lane_chunk` calls the right-hand side
 LANE_RHS_SIGNATURE = types.void(_F2, _F2, _F1, types.int64, types.float64, _F2, _F2, _F1, _F1,
-                                _F1, types.boolean, types.int64[::1], _F1)
+                                _F1, _F1, types.boolean, types.int64[::1], _F1)
 
 
 @functools.cache
@@ -308,6 +323,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
     fac_rej = fl[15]
     ymax2 = fl[16]        # the largest |u|^2 so far: one sqrt per trajectory, at its end
     dd1 = fl[17]
+    thr = fl[18]
     near = it[0]
     traj = it[1]
     nst = it[2]
@@ -435,7 +451,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
             _lane_row(u, G, i, ce, ca, Ys)
             for b in range(L):
                 sl[b] = s[b] + C[i] * h[b]
-            rhs_fn(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum,
+            rhs_fn(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum, thr,
                    adaptive and i == S - 1, near, neard)
             for k in range(d):
                 for b in range(L):
@@ -556,7 +572,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     s[b] = grid[seg[b]] + kseg[b] * h[b]
         if not adaptive:
             # f at the new states: stage 0 of the next step and the nearest site
-            rhs_fn(XT, u, s, reg_kind, reg_param, G[0], dist, inv, dmin, lsum, always,
+            rhs_fn(XT, u, s, reg_kind, reg_param, G[0], dist, inv, dmin, lsum, thr, always,
                    near, neard)
             for b in range(L):
                 if traj[b] >= 0 and stat[b] != STATUS_NONFINITE:
@@ -591,7 +607,7 @@ def work_arrays(d, n, n_stages):
     -------
     tuple
         ``(fl, it, st, G, ca, growth, decay, dist, vec, bth, scratch)``: per-lane float rows
-        (18, LANES) and integer rows (13, LANES; trajectory indices start at -1, no
+        (19, LANES) and integer rows (13, LANES; trajectory indices start at -1, no
         trajectory), the states ``u``, stage argument and update (3, d, LANES), the stages
         (S, d, LANES), the combination weights (S, LANES), the Lawson factors ``e^{c_j h}``
         (S, LANES) and ``e^{-c_j h}``, ``e^{-h}`` (S + 1, LANES), the distances
@@ -601,7 +617,7 @@ def work_arrays(d, n, n_stages):
     L = LANES
     it = np.zeros((13, L), np.int64)
     it[1] = -1
-    return (np.zeros((18, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
+    return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
             np.empty((n, L)), np.zeros((4, d)), np.empty(n_stages), np.empty(TILE_N))
 

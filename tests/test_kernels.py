@@ -1,6 +1,7 @@
 """The scalar kernels: the vectorised exp against mpmath."""
 import mpmath
 import numpy as np
+import pytest
 from numba import njit
 
 from scoredyn.kernels.mathfn import exp_nonpos, relative_weight
@@ -34,3 +35,72 @@ def test_relative_weight_limits():
     assert relative_weight(2.0, 2.0, np.inf) == 1.0      # tie at sigma -> 0
     assert relative_weight(2.5, 2.0, np.inf) == 0.0
     assert relative_weight(2.5, 2.0, 0.0) == 1.0         # sigma -> inf
+
+
+def _lane_rhs_reference(X, Y, s):
+    """``-(y - D(y, e^{-s}))`` per lane, in numpy: the squared distances summed in the
+    kernel's order, the exponents ``-(dist - dmin) / (2 sigma^2)`` formed as it forms them
+    (0 for the nearest), then ``np.exp`` and a plain weighted mean."""
+    out = np.empty_like(Y)
+    for b in range(Y.shape[1]):
+        dist = np.zeros(X.shape[0])
+        for k in range(X.shape[1]):
+            dist = dist + (Y[k, b] - X[:, k]) ** 2
+        delta = dist - dist.min()
+        with np.errstate(over="ignore", invalid="ignore"):
+            inv = 0.5 * np.exp(2.0 * s[b])
+            x = np.where(delta <= 0.0, 0.0, -delta * inv)
+        w = np.where(x >= -708.0, np.exp(x), 0.0)
+        out[:, b] = w @ X / w.sum() - Y[:, b]
+    return out
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("times", ["mixed", "infinite", "late"])
+def test_lane_rhs_against_numpy(d, times):
+    """The SIMD-lane right-hand side (``odeint_lanes._lane_rhs``, the kernel of every lane
+    solve) against :func:`_lane_rhs_reference`, lane by lane, at times from s = -400
+    (sigma^2 = e^800: every weight 1) through the collapse to s = 400 (sigma^2 below the
+    smallest double: the nearest point alone, exact ties split evenly).  With every lane
+    late in the flow ("late"), the far data points' weights flush to 0 in every lane and the
+    kernel skips them by a distance test; a test too eager would drop weights of e^-20.
+
+    Tolerance: both sides form the same exponents, so the weights differ by the two exps'
+    rounding (1 ulp each); the weighted sums, in different orders, by at most N ulps of
+    their largest term.  So ``|out - ref| <= (2 + 2N) u max|x| + 2 u max|y|`` per entry.
+    """
+    from scoredyn.kernels.odeint_lanes import lane_rhs
+    from scoredyn.kernels.sizes import LANES
+    rng = np.random.default_rng(5)
+    n = 37
+    X = 0.5 * rng.standard_normal((n, d))
+    X[-6:-3, 0] += 3.0          # weights of e^-10 to e^-60 late on: too large to skip
+    X[-3:] *= 80.0              # far from every lane: flushed to 0 in all of them late on
+    Y = X[rng.integers(0, n - 6, LANES)].T + 0.3 * rng.standard_normal((d, LANES))
+    # an exact tie: X[0], X[1] = c -/+ e with dyadic c and e, so both distances have the same bits
+    c = np.round(X[0] * 1024) / 1024
+    e = np.array([2.0 ** -10, -2.0 ** -11, 2.0 ** -12])[:d]
+    X[0], X[1] = c - e, c + e
+    Y[:, 0] = c
+    s = np.tile(np.array([-400.0, 0.0, 2.0, 5.0, 9.0, 30.0, 12.0, 7.0]), LANES // 8)
+    s[0] = 400.0 if times == "infinite" else 60.0
+    if times == "late":
+        s = np.linspace(1.0, 2.0, LANES)
+    XT = np.ascontiguousarray(X.T)
+    Y = np.ascontiguousarray(Y)
+    out = np.empty((d, LANES))
+    scratch = [np.empty(LANES) for _ in range(4)]
+    near = np.empty(LANES, np.int64)
+    rhs = lane_rhs()
+
+    @njit
+    def call(XT, Y, s, out, dist, inv, dmin, lsum, thr, near, near_d2):
+        rhs(XT, Y, s, 0, 0.0, out, dist, inv, dmin, lsum, thr, True, near, near_d2)
+    call(XT, Y, s, out, np.empty((n, LANES)), *scratch, near, np.empty(LANES))
+    ref = _lane_rhs_reference(X, Y, s)
+    u = np.finfo(float).eps / 2
+    tol = (2 + 2 * n) * u * np.abs(X).max() + 2 * u * np.abs(Y).max()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=tol)
+    np.testing.assert_array_equal(near, np.argmin(((Y.T[:, None] - X[None]) ** 2).sum(-1), 1))
+    if times == "infinite":      # the tie at sigma -> 0: split evenly, so D is the midpoint c
+        np.testing.assert_array_equal(out[:, 0], np.zeros(d))
