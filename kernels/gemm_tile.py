@@ -78,33 +78,73 @@ def _new_reference(q, tmin, terr, inv, dmin, derr, lsum):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _tile_row_certified(S, q, tmin, ny, a, xn, inv, ts2, gamma, mneg, dmin, derr, lsum):
+def _tile_row_certified(S, q, tmin, emax, inv, dmin, derr, lsum):
     """Row ``q`` of :func:`gemm_tile_update` when no entry needs recomputation.
 
-    ``S[q]`` holds the distances, ``tmin`` their minimum.  The reference upper bound
-    is ``tmin`` plus the error bound of its entry (first index on ties; at least the
-    smallest ``Dt + E`` of the general passes, so no entry is neglected that they
-    would keep); ``tmin`` becomes the new reference when it is below ``dmin``.  Then
-    the relative weights, 0 for entries provably more than ``M`` below the best (the
-    general passes' neglect rule), in a loop that vectorises.  Returns the factor for
-    the running weighted sum.
+    ``S[q]`` holds the distances, ``tmin`` their minimum, and ``emax`` bounds every
+    entry's error.  ``tmin`` becomes the new reference when it is below ``dmin`` (its
+    error recorded as ``emax``: later tiles only use it as an upper bound).  Then every
+    relative weight, in a loop that vectorises.  No entry is neglected: each distance is
+    already as accurate as a recomputed one would be certified to be, so each weight is
+    computed as it is (those more than ~708 below the best underflow to 0 by themselves).
+    Returns the factor for the running weighted sum.
     """
     nt = S.shape[1]
-    jmin = 0
-    while jmin < nt - 1 and not S[q, jmin] == tmin:
-        jmin += 1
-    r = ny + a * xn[jmin]
-    emin = gamma * r * r
-    ref_hi = min(dmin[q] + derr[q], tmin + emin)
-    f = _new_reference(q, tmin, emin, inv, dmin, derr, lsum)
+    f = _new_reference(q, tmin, emax, inv, dmin, derr, lsum)
     m = dmin[q]
-    cut = ts2 * mneg
     s = 0.0
     for j in range(nt):
-        dt = S[q, j]
+        w = relative_weight(S[q, j], m, inv)
+        S[q, j] = w
+        s += w
+    lsum[q] += s
+    return f
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _tile_row_general(S, q, Y, X, ny, a, xn, inv, ts2, gamma, rho, tau, mneg, dmin, derr,
+                      lsum):
+    """Row ``q`` of :func:`gemm_tile_update` in general, without the two nearest sites.
+
+    The passes of the two-nearest case, arranged so that the ones over every entry
+    vectorise: the smallest upper bound (a minimum), then the neglect test, which marks
+    neglected entries ``inf``; the rest (at small sigma a handful) are visited one by one
+    for the recomputation test and the reference.  Same decisions, same order, same bits.
+    Returns the factor for the running weighted sum.
+    """
+    nt = S.shape[1]
+    hi1 = np.inf
+    for j in range(nt):
         r = ny + a * xn[j]
-        w = relative_weight(dt, m, inv)
-        w = 0.0 if (dt - gamma * r * r) - ref_hi > cut else w
+        hi1 = min(hi1, S[q, j] + gamma * r * r)
+    ref_hi = min(dmin[q] + derr[q], hi1)
+    cut = ts2 * mneg
+    for j in range(nt):
+        r = ny + a * xn[j]
+        dt = S[q, j]
+        S[q, j] = np.inf if (dt - gamma * r * r) - ref_hi > cut else dt
+    tmin = np.inf
+    terr = 0.0
+    for j in range(nt):
+        dt = S[q, j]
+        if dt == np.inf:
+            continue
+        nx = xn[j]
+        r = ny + a * nx
+        e = gamma * r * r
+        dpos = max(dt, 0.0)
+        if e > 4.0 * (rho * (dpos + 2.0 * a * nx * np.sqrt(dpos)) + tau * ts2):
+            dt = _direct_sqdist(Y, q, X, j, a)
+            e = rho * (dt + 2.0 * a * nx * np.sqrt(dt))
+            S[q, j] = dt
+        if dt < tmin:
+            tmin = dt
+            terr = e
+    f = _new_reference(q, tmin, terr, inv, dmin, derr, lsum)
+    m = dmin[q]
+    s = 0.0
+    for j in range(nt):
+        w = relative_weight(S[q, j], m, inv)
         S[q, j] = w
         s += w
     lsum[q] += s
@@ -173,9 +213,13 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
         rmax = ny + a * xmax
         t0 = max(tmin, 0.0)
         floor_lo = 4.0 * (rho * (t0 + 2.0 * a * xmin * np.sqrt(t0)) + tau * ts2)
-        if not want_top2 and gamma * rmax * rmax <= floor_lo:
-            fac[q] = _tile_row_certified(S, q, tmin, ny, a, xn, inv, ts2, gamma, mneg,
-                                         dmin, derr, lsum)
+        emax = gamma * rmax * rmax
+        if not want_top2 and emax <= floor_lo:
+            fac[q] = _tile_row_certified(S, q, tmin, emax, inv, dmin, derr, lsum)
+            continue
+        if not want_top2:
+            fac[q] = _tile_row_general(S, q, Y, X, ny, a, xn, inv, ts2, gamma, rho, tau, mneg,
+                                       dmin, derr, lsum)
             continue
         # pass 1: the two smallest upper bounds of the tile
         hi1 = np.inf
