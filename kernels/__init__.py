@@ -18,6 +18,7 @@ reduction   the streaming posterior-mean / log-normaliser / two-nearest pass
 gemm_tile   the per-tile update of the GEMM path (large d) with exact
             recomputation of the entries whose rounding error matters.
 moments     dense weights and the weighted covariance (Jacobian of D).
+stages      the Runge-Kutta stage combinations of the numpy engine, in one pass.
 odeint      :mod:`trajectory` on the CPU (one trajectory per parallel iteration).
 odeint_lanes  the same scheme with trajectories as SIMD lanes (many trajectories,
             no recentring / V^delta tracking).

@@ -104,3 +104,23 @@ def test_lane_rhs_against_numpy(d, times):
     np.testing.assert_array_equal(near, np.argmin(((Y.T[:, None] - X[None]) ** 2).sum(-1), 1))
     if times == "infinite":      # the tie at sigma -> 0: split evenly, so D is the midpoint c
         np.testing.assert_array_equal(out[:, 0], np.zeros(d))
+
+
+@pytest.mark.parametrize("n", [1, 2, 6])
+def test_stage_combination_is_the_numpy_expression_bit_for_bit(n):
+    """The numpy engine's stage sums in one pass: the same roundings, in the same order, as
+    ``y + h[:, None] * (c_0 K_0 + c_1 K_1 + ...)`` in numpy (so the engine's steps, and its
+    agreement with the fused kernels, are unchanged)."""
+    from scoredyn.kernels.stages import stage_combination
+    rng = np.random.default_rng(n)
+    m, d = 37, 5
+    K = rng.standard_normal((7, m, d)) * np.exp(rng.uniform(-20, 20, (7, m, d)))
+    y, h, c = rng.standard_normal((m, d)), rng.random(m), rng.standard_normal(7)
+    total = c[0] * K[0]
+    for j in range(1, n):
+        total = total + c[j] * K[j]
+    out = np.empty((m, d))
+    stage_combination(y, h, c, K, n, out)
+    np.testing.assert_array_equal(out, y + h[:, None] * total)
+    stage_combination(None, h, c, K, n, out)
+    np.testing.assert_array_equal(out, h[:, None] * total)

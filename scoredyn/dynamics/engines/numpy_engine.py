@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from ...kernels import scalar
+from ...kernels.stages import stage_combination
 from ...kernels.trajectory import (STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_STEP_UNDERFLOW,
                                   STATUS_SUCCESS)
 from .base import Engine, SolveResult, initial_step, messages
@@ -69,14 +70,9 @@ def stage_rhs(field, label=None):
     return rhs
 
 
-def _lincomb(coef, arrays):
-    """``sum_j coef[j] * arrays[j]`` added in order, as ``sum`` would, with one temporary."""
-    out = coef[0] * arrays[0]
-    tmp = np.empty_like(out)
-    for cj, aj in zip(coef[1:], arrays[1:len(coef)]):
-        np.multiply(cj, aj, out=tmp)
-        out += tmp
-    return out
+def _take(K, rows):
+    """The stages ``K`` ((S, m, d) array, or a list of (m, d)) of the trajectories ``rows``."""
+    return K[:, rows] if isinstance(K, np.ndarray) else [Kj[rows] for Kj in K]
 
 
 def _norms(y):
@@ -264,6 +260,7 @@ def _subset(combine, ok):
 def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps, n_rej,
               nfev, status, max_norm):
     A, b, c, _, _, _ = meth.coefficients(None)
+    A, b = np.ascontiguousarray(A, float), np.ascontiguousarray(b, float)
     berr = np.asarray(meth.b_err, float)
     P = None if meth.P is None else np.asarray(meth.P, float)
     fsal = c[-1] == 1.0 and np.allclose(A[-1], b)
@@ -305,13 +302,17 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             ynew, err, K, combine = _lawson_stages(rhs, meth, yi, si, hi, f0[idx], nfev, idx)
         else:
             combine = None
-            K = [f0[idx]]
+            K = np.empty((c.size,) + yi.shape)          # the stages, (S, m, d)
+            K[0] = f0[idx]
             for st in range(1, c.size):
-                Y = yi + hi[:, None] * _lincomb(A[st, :st], K)
-                K.append(rhs(Y, si + c[st] * hi, idx))
+                Y = np.empty_like(yi)
+                stage_combination(yi, hi, A[st], K, st, Y)
+                K[st] = rhs(Y, si + c[st] * hi, idx)
                 nfev[idx] += 1
-            ynew = yi + hi[:, None] * _lincomb(b, K)
-            err = hi[:, None] * _lincomb(berr, K)
+            ynew = np.empty_like(yi)
+            stage_combination(yi, hi, b, K, c.size, ynew)
+            err = np.empty_like(yi)
+            stage_combination(None, hi, berr, K, c.size, err)
         # a non-finite new state ends its trajectory, which keeps its last finite state
         bad = ~np.all(np.isfinite(ynew), axis=1)
         if np.any(bad):
@@ -320,7 +321,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             ok = ~bad
             idx, yi, si, hi, ynew, err, s_next = (idx[ok], yi[ok], si[ok], hi[ok], ynew[ok],
                                                    err[ok], s_next[ok])
-            K = [Kj[ok] for Kj in K]
+            K = _take(K, ok)
             if combine is not None:
                 combine = _subset(combine, ok)
         en = _rms(err, yi, ynew, rtol, atol)
@@ -332,7 +333,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
         ia = idx[acc]
         if ia.size:
             ha, ya, yn, sa, sn = hi[acc], yi[acc], ynew[acc], si[acc], s_next[acc]
-            Ka = [Kj[acc] for Kj in K]
+            ka = np.flatnonzero(acc)        # the accepted rows of K
             # saves inside (s, s + h]: dense output or exact landing
             nxt_a = nxt[ia]
             due = nxt_a < grid.size
@@ -348,7 +349,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
                             if meth.lawson:
                                 ys[sl, qq] = combine(w, th, acc, jj)
                             else:
-                                ys[sl, qq] = ya[jj] + ha[jj] * sum(w[st] * Ka[st][jj]
+                                ys[sl, qq] = ya[jj] + ha[jj] * sum(w[st] * K[st][ka[jj]]
                                                                    for st in range(c.size))
                         else:
                             ys[sl, qq] = yn[jj]
@@ -363,7 +364,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             n_steps[ia] += 1
             max_norm[ia] = np.maximum(max_norm[ia], _norms(yn))
             if fsal:
-                f0[ia] = Ka[-1]
+                f0[ia] = K[-1][ka]
             else:
                 f0[ia] = rhs(yn, s[ia], ia)
                 nfev[ia] += 1
