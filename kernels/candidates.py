@@ -42,8 +42,8 @@ def _sqdist(Y, i, X, j):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, cand, ref, bound, mean, dmin, lsum,
-                     served, dist):
+def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, rows, cand, ref, bound, mean, dmin,
+                     lsum, served, dist):
     """Posterior mean of every query whose candidate set is certified (module docstring).
 
     Parameters
@@ -58,11 +58,14 @@ def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, cand, ref, bound, mean,
         Neglect margin ``M``.
     slack : float
         Relative rounding allowance on ``R``, ``delta`` and ``m``.
-    cand : (Q, k) int64
-        Candidate indices per query.
-    ref : (Q, d) float64
+    rows : (Q,) int64
+        Query ``i``'s row in ``cand``, ``ref`` and ``bound`` (the caller's per-trajectory
+        state, read in place).
+    cand : (T, k) int64
+        Candidate indices per row.
+    ref : (T, d) float64
         Reference points.
-    bound : (Q,) float64
+    bound : (T,) float64
         ``R``: every non-candidate is at least this far from ``ref`` (0: never served).
     mean : (Q, d) float64, out
         ``D(y)`` for served queries (rows of the others untouched).
@@ -76,16 +79,17 @@ def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, cand, ref, bound, mean,
     k = cand.shape[1]
     for i in prange(q):
         served[i] = False
+        r = rows[i]
         acc = 0.0
         for t in range(d):
-            u = Y[i, t] - ref[i, t]
+            u = Y[i, t] - ref[r, t]
             acc += u * u
-        lo = bound[i] * (1.0 - slack) - np.sqrt(acc) * (1.0 + slack)
+        lo = bound[r] * (1.0 - slack) - np.sqrt(acc) * (1.0 + slack)
         if not lo > 0.0:
             continue
         m = np.inf
         for c in range(k):
-            dist[i, c] = _sqdist(Y, i, X, cand[i, c])
+            dist[i, c] = _sqdist(Y, i, X, cand[r, c])
             m = min(m, dist[i, c])
         if not lo * lo - m * (1.0 + slack) > twosig2[i] * mneg:
             continue
@@ -94,7 +98,7 @@ def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, cand, ref, bound, mean,
         for t in range(d):
             mean[i, t] = 0.0
         for c in range(k):
-            j = cand[i, c]
+            j = cand[r, c]
             w = relative_weight(dist[i, c], m, inv)
             s += w
             for t in range(d):

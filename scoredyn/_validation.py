@@ -122,7 +122,8 @@ def length_scale(*arrays):
     computing at ``c x`` and dividing lengths by ``c`` changes no digit; it keeps squared
     distances inside float64's range.  ``1.0`` in the ordinary range (no change at all).
     """
-    m = max((a if isinstance(a, float) else float(np.max(np.abs(a)))
+    # max(max, -min): two reductions without the temporary |a| (called per stage by solvers)
+    m = max((a if isinstance(a, float) else float(max(np.max(a), -np.min(a)))
              for a in arrays if isinstance(a, float) or a.size), default=0.0)
     if m == 0.0 or 2.0 ** -SCALE_EXP <= m <= 2.0 ** SCALE_EXP:
         return 1.0

@@ -26,8 +26,8 @@ def _run_kernel(X, Y, sigma, cand, ref, bound):
     mean, dmin, lsum = np.zeros((q, d)), np.empty(q), np.empty(q)
     served = np.empty(q, bool)
     candidate_reduce(X, Y, 0.5 / sigma ** 2, 2.0 * sigma ** 2, neglect_margin(len(X)),
-                     2.0 * _gamma(d + 4), cand, ref, bound, mean, dmin, lsum, served,
-                     np.empty(cand.shape))
+                     2.0 * _gamma(d + 4), np.arange(q), cand, ref, bound, mean, dmin, lsum,
+                     served, np.empty(cand.shape))
     return mean, dmin, lsum, served
 
 

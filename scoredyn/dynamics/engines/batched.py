@@ -88,11 +88,10 @@ class CandidateStages:
         mean = np.empty((q, d))
         dmin, lsum_c = np.empty(q), np.empty(q)
         served = np.zeros(q, bool)
-        bound = self.bound[rows]
-        if np.any(bound > 0.0):     # early in the flow no trajectory has candidates yet
+        if np.any(self.bound[rows] > 0.0):     # early in the flow no trajectory has candidates
             with compiling("solve (certified candidates)", candidate_reduce):
                 candidate_reduce(self.prep.X, z, inv2s2, twosig2, self.mneg, self.slack,
-                                 self.cand[rows], self.ref[rows], bound, mean, dmin, lsum_c,
+                                 rows, self.cand, self.ref, self.bound, mean, dmin, lsum_c,
                                  served, np.empty((q, self.cand.shape[1])))
         n_served = int(np.count_nonzero(served))
         self.served += n_served
