@@ -29,10 +29,24 @@ NOTICE_AFTER_S = 3.0
 
 _said = set()
 _lock = threading.Lock()
+#: dispatchers seen compiled in this process (they stay so): reading ``signatures`` builds a
+#: list each time, ~60 us, and solvers pass through :func:`compiling` once per stage
+_ready = set()
+
+
+def _compiled(dispatchers):
+    """Whether every one of ``dispatchers`` has compiled (or loaded) code in this process."""
+    for d in dispatchers:
+        if d in _ready:
+            continue
+        if not getattr(d, "signatures", True):
+            return False
+        _ready.add(d)
+    return True
 
 
 def _say(what, dispatchers=()):
-    if dispatchers and all(getattr(d, "signatures", True) for d in dispatchers):
+    if dispatchers and _compiled(dispatchers):
         return              # compiled (or loaded from the cache) by now: the block is running
     with _lock:
         if what in _said:
@@ -54,7 +68,7 @@ def compiling(what, *dispatchers):
         The kernels the block calls; nothing is announced when each has
         compiled (or loaded from the cache) in this process already.
     """
-    if what in _said or all(getattr(d, "signatures", True) for d in dispatchers):
+    if what in _said or _compiled(dispatchers):
         yield
         return
     timer = threading.Timer(NOTICE_AFTER_S, _say, (what, dispatchers))
