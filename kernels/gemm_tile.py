@@ -78,26 +78,32 @@ def _new_reference(q, tmin, terr, inv, dmin, derr, lsum):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def _row_weights(S, q, inv, dmin, lsum):
+    """Distances -> weights relative to the reference ``dmin[q]`` in row ``q`` of ``S``, in
+    place (``inf`` -> 0), their sum added to ``lsum[q]``; a loop that vectorises."""
+    m = dmin[q]
+    s = 0.0
+    for j in range(S.shape[1]):
+        w = relative_weight(S[q, j], m, inv)
+        S[q, j] = w
+        s += w
+    lsum[q] += s
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _tile_row_certified(S, q, tmin, emax, inv, dmin, derr, lsum):
     """Row ``q`` of :func:`gemm_tile_update` when no entry needs recomputation.
 
     ``S[q]`` holds the distances, ``tmin`` their minimum, and ``emax`` bounds every
     entry's error.  ``tmin`` becomes the new reference when it is below ``dmin`` (its
     error recorded as ``emax``: later tiles only use it as an upper bound).  Then every
-    relative weight, in a loop that vectorises.  No entry is neglected: each distance is
+    relative weight (:func:`_row_weights`).  No entry is neglected: each distance is
     already as accurate as a recomputed one would be certified to be, so each weight is
     computed as it is (those more than ~708 below the best underflow to 0 by themselves).
     Returns the factor for the running weighted sum.
     """
-    nt = S.shape[1]
     f = _new_reference(q, tmin, emax, inv, dmin, derr, lsum)
-    m = dmin[q]
-    s = 0.0
-    for j in range(nt):
-        w = relative_weight(S[q, j], m, inv)
-        S[q, j] = w
-        s += w
-    lsum[q] += s
+    _row_weights(S, q, inv, dmin, lsum)
     return f
 
 
@@ -109,8 +115,8 @@ def _tile_row_general(S, q, Y, X, ny, a, xn, inv, ts2, gamma, rho, tau, mneg, dm
     The passes of the two-nearest case, arranged so that the ones over every entry
     vectorise: the smallest upper bound (a minimum), then the neglect test, which marks
     neglected entries ``inf``; the rest (at small sigma a handful) are visited one by one
-    for the recomputation test and the reference.  Same decisions, same order, same bits.
-    Returns the factor for the running weighted sum.
+    for the recomputation test and the reference: the same tests on each entry, taken in
+    the same order.  Returns the factor for the running weighted sum.
     """
     nt = S.shape[1]
     hi1 = np.inf
@@ -141,13 +147,7 @@ def _tile_row_general(S, q, Y, X, ny, a, xn, inv, ts2, gamma, rho, tau, mneg, dm
             tmin = dt
             terr = e
     f = _new_reference(q, tmin, terr, inv, dmin, derr, lsum)
-    m = dmin[q]
-    s = 0.0
-    for j in range(nt):
-        w = relative_weight(S[q, j], m, inv)
-        S[q, j] = w
-        s += w
-    lsum[q] += s
+    _row_weights(S, q, inv, dmin, lsum)
     return f
 
 
@@ -263,10 +263,4 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
                 terr = e
         fac[q] = _new_reference(q, tmin, terr, inv, dmin, derr, lsum)
         # pass 3: relative weights
-        m = dmin[q]
-        s = 0.0
-        for j in range(nt):
-            w = relative_weight(S[q, j], m, inv)
-            S[q, j] = w
-            s += w
-        lsum[q] += s
+        _row_weights(S, q, inv, dmin, lsum)
