@@ -73,7 +73,7 @@ def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, rows, cand, ref, bound,
         Smallest squared distance and the sum of weights relative to it (served rows).
     served : (Q,) bool, out
     dist : (Q, k) float64
-        Scratch: the candidates' squared distances.
+        Scratch: the candidates' squared distances, then their weights.
     """
     q, d = Y.shape
     k = cand.shape[1]
@@ -95,12 +95,15 @@ def candidate_reduce(X, Y, inv2s2, twosig2, mneg, slack, rows, cand, ref, bound,
             continue
         inv = inv2s2[i]
         s = 0.0
+        for c in range(k):         # the weights first: a loop whose exps vectorise
+            w = relative_weight(dist[i, c], m, inv)
+            dist[i, c] = w
+            s += w
         for t in range(d):
             mean[i, t] = 0.0
         for c in range(k):
             j = cand[r, c]
-            w = relative_weight(dist[i, c], m, inv)
-            s += w
+            w = dist[i, c]
             for t in range(d):
                 mean[i, t] += w * X[j, t]
         for t in range(d):
