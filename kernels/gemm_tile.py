@@ -39,6 +39,20 @@ def _direct_sqdist(Y, q, X, j, a):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def _direct_error(dt, a, nx, rho):
+    """Error bound ``rho (D + 2 a |x| sqrt D)`` of a squared distance ``dt`` formed by
+    direct differences (module docstring)."""
+    return rho * (dt + 2.0 * a * nx * np.sqrt(dt))
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _recompute_floor(dt, a, nx, rho, tau, ts2):
+    """The largest GEMM error bound an entry at distance ``dt`` may keep without
+    recomputation: 4x the direct-difference bound plus ``2 sigma^2 tau``."""
+    return 4.0 * (_direct_error(dt, a, nx, rho) + tau * ts2)
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def row_min(S, q, sign):
     """``min_j sign S[q, j]`` (``sign`` = -1: minus the row's maximum) with eight
     independent accumulators (a single running minimum is a chain of dependent
@@ -139,9 +153,9 @@ def _tile_row_general(S, q, Y, X, ny, a, xn, inv, ts2, gamma, rho, tau, mneg, dm
         r = ny + a * nx
         e = gamma * r * r
         dpos = max(dt, 0.0)
-        if e > 4.0 * (rho * (dpos + 2.0 * a * nx * np.sqrt(dpos)) + tau * ts2):
+        if e > _recompute_floor(dpos, a, nx, rho, tau, ts2):
             dt = _direct_sqdist(Y, q, X, j, a)
-            e = rho * (dt + 2.0 * a * nx * np.sqrt(dt))
+            e = _direct_error(dt, a, nx, rho)
             S[q, j] = dt
         if dt < tmin:
             tmin = dt
@@ -212,7 +226,7 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
         # loops without branches
         rmax = ny + a * xmax
         t0 = max(tmin, 0.0)
-        floor_lo = 4.0 * (rho * (t0 + 2.0 * a * xmin * np.sqrt(t0)) + tau * ts2)
+        floor_lo = _recompute_floor(t0, a, xmin, rho, tau, ts2)
         emax = gamma * rmax * rmax
         if not want_top2 and emax <= floor_lo:
             fac[q] = _tile_row_certified(S, q, tmin, emax, inv, dmin, derr, lsum)
@@ -246,11 +260,11 @@ def gemm_tile_update(S, Y, yn2, X, xn2, xn, j0, alpha, inv2s2, twosig2,
             lo = dt - e
             negl = (lo - ref_hi) > ts2 * mneg
             dpos = max(dt, 0.0)
-            floor = 4.0 * (rho * (dpos + 2.0 * a * nx * np.sqrt(dpos)) + tau * ts2)
+            floor = _recompute_floor(dpos, a, nx, rho, tau, ts2)
             top = want_top2 and lo <= thr2
             if top or ((not negl) and e > floor):
                 dt = _direct_sqdist(Y, q, X, j, a)
-                e = rho * (dt + 2.0 * a * nx * np.sqrt(dt))
+                e = _direct_error(dt, a, nx, rho)
                 S[q, j] = dt
                 if top:
                     i1[q], d1[q], i2[q], d2[q] = top2_insert_cpu(dt, j0 + j, i1[q], d1[q],
