@@ -47,6 +47,9 @@ _config = CPU["config"]
 
 #: most trajectories per parallel work item (LANES: advanced together by one thread)
 CHUNK = 1024
+#: a lane's outcome after the stages of a step (:func:`lane_chunk`); ordered: a lane that is
+#: idle stays idle, one that is not finite is neither rejected nor accepted
+OUTCOME_IDLE, OUTCOME_NONFINITE, OUTCOME_REJECTED, OUTCOME_ACCEPTED = 0, 1, 2, 3
 
 
 def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, want_nearest,
@@ -337,6 +340,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
     cell = it[10]
     i1 = it[11]
     stat = it[12]
+    outcome = it[13]
     tmp = vec[0]
     f0 = vec[1]
     mean = vec[2]
@@ -454,11 +458,15 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
             rhs_fn(XT, Ys, sl, reg_kind, reg_param, G[i], dist, inv, dmin, lsum, thr,
                    adaptive and i == S - 1, near, neard)
             for k in range(d):
-                for b in range(L):
-                    G[i, k, b] += ell * Ys[k, b]
+                gik = G[i, k]
+                yk = Ys[k]
                 if lawson:         # stored as N_i - N_0
+                    g0k = G[0, k]
                     for b in range(L):
-                        G[i, k, b] -= G[0, k, b]
+                        gik[b] = (gik[b] + ell * yk[b]) - g0k[b]
+                else:
+                    for b in range(L):
+                        gik[b] += ell * yk[b]
         if lawson:                 # leaves ce = e^{-h}, used by the error below
             _lane_lawson_coefficients(B[0], S, decay[S], h, growth, ce, ca)
         else:
@@ -500,24 +508,32 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                 lerr_next[b] = next_log_errold_cpu(lerr_next[b])
             exp_any_into(ebuf, fac_acc)
             exp_nonpos_into(escale, fac_rej)
-        # -- per lane: accept or reject, save, advance
+        # -- per lane: accept or reject, save, advance.  Each lane's outcome first, in loops
+        # that vectorise: OUTCOME_IDLE, _NONFINITE, _REJECTED or _ACCEPTED
         for b in range(L):
-            if traj[b] < 0:
+            outcome[b] = OUTCOME_ACCEPTED if traj[b] >= 0 else OUTCOME_IDLE
+        for k in range(d):
+            nk = unew[k]
+            for b in range(L):
+                outcome[b] = outcome[b] if np.isfinite(nk[b]) else min(outcome[b],
+                                                                         OUTCOME_NONFINITE)
+        if adaptive:
+            for b in range(L):
+                rejected = outcome[b] == OUTCOME_ACCEPTED and en[b] > 1.0
+                outcome[b] = OUTCOME_REJECTED if rejected else outcome[b]
+        # the counters, the step size and the saves, lane by lane (the saves read the step's
+        # start, u and G_0, which the loops after this one overwrite)
+        for b in range(L):
+            if outcome[b] == OUTCOME_IDLE:
                 continue
             nf[b] += S - 1
-            finite = True
-            for k in range(d):
-                if not np.isfinite(unew[k, b]):
-                    finite = False
-            if not finite:
+            if outcome[b] == OUTCOME_NONFINITE:
                 stat[b] = STATUS_NONFINITE
                 continue
             if adaptive:
-                if en[b] > 1.0:
+                if outcome[b] == OUTCOME_REJECTED:
                     nrej[b] += 1
                     h[b] *= fac_rej[b]
-                    for k in range(d):
-                        G[0, k, b] -= ell * u[k, b]
                     continue
                 q = traj[b]
                 # the step that reaches s_end ends there exactly (see trajectory.advance)
@@ -544,18 +560,12 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                 lerrold[b] = lerr_next[b]
                 s[b] = s_next
                 h[b] *= fac_acc[b]
-                for k in range(d):   # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0)
-                    G[0, k, b] = (G[S - 1, k, b] + (G[0, k, b] if lawson else 0.0)
-                                  - ell * unew[k, b])
-                    u[k, b] = unew[k, b]
                 i1[b] = near[b]
                 dd1[b] = neard[b]
                 nst[b] += 1
                 if s[b] >= s_end:
                     stat[b] = STATUS_SUCCESS
             else:
-                for k in range(d):
-                    u[k, b] = unew[k, b]
                 nst[b] += 1
                 kseg[b] += 1
                 if kseg[b] == seg_steps[seg[b]]:
@@ -563,13 +573,29 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     slot = save_slot[seg[b] + 1]
                     if slot >= 0:
                         for k in range(d):
-                            Ysave[slot, traj[b], k] = u[k, b]
+                            Ysave[slot, traj[b], k] = unew[k, b]
                     seg[b] += 1
                     kseg[b] = 0
                     if seg[b] == nseg:
                         stat[b] = STATUS_SUCCESS
                 else:
                     s[b] = grid[seg[b]] + kseg[b] * h[b]
+        # the states and G_0 of every lane, as selects: an accepted step moves to unew with
+        # f at unew (Lawson: G_{S-1} = N_{S-1} - N_0) as G_0; a rejected one takes G_0 back
+        # to f at u; idle and non-finite lanes keep both
+        for k in range(d):
+            g0k = G[0, k]
+            glk = G[S - 1, k]
+            uk = u[k]
+            nk = unew[k]
+            if adaptive:
+                for b in range(L):
+                    new_f = (glk[b] + (g0k[b] if lawson else 0.0)) - ell * nk[b]
+                    old_f = g0k[b] - ell * uk[b]
+                    g0k[b] = (new_f if outcome[b] == OUTCOME_ACCEPTED else
+                              old_f if outcome[b] == OUTCOME_REJECTED else g0k[b])
+            for b in range(L):
+                uk[b] = nk[b] if outcome[b] == OUTCOME_ACCEPTED else uk[b]
         if not adaptive:
             # f at the new states: stage 0 of the next step and the nearest site
             rhs_fn(XT, u, s, reg_kind, reg_param, G[0], dist, inv, dmin, lsum, thr, always,
@@ -607,7 +633,7 @@ def work_arrays(d, n, n_stages):
     -------
     tuple
         ``(fl, it, st, G, ca, growth, decay, dist, vec, bth, scratch)``: per-lane float rows
-        (19, LANES) and integer rows (13, LANES; trajectory indices start at -1, no
+        (19, LANES) and integer rows (14, LANES; trajectory indices start at -1, no
         trajectory), the states ``u``, stage argument and update (3, d, LANES), the stages
         (S, d, LANES), the combination weights (S, LANES), the Lawson factors ``e^{c_j h}``
         (S, LANES) and ``e^{-c_j h}``, ``e^{-h}`` (S + 1, LANES), the distances
@@ -615,7 +641,7 @@ def work_arrays(d, n, n_stages):
         right-hand side's tile (TILE_N,).
     """
     L = LANES
-    it = np.zeros((13, L), np.int64)
+    it = np.zeros((14, L), np.int64)
     it[1] = -1
     return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
