@@ -435,17 +435,36 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                        # decay[S] = e^{-h}
             # (the division takes the exp from a register and vectorises; reading it back
             # from decay, LLVM issued 64 scalar divisions.  decay[S] goes through
-            # exp_nonpos_into: as a loop of its own here, LLVM called exp_nonpos per lane)
-            for j in range(S):
+            # exp_nonpos_into: as a loop of its own here, LLVM called exp_nonpos per lane.)
+            # Row 0 is never read (G_0 enters with 1 - e^{-c_i h}); a node that repeats an
+            # earlier one (dopri5: c_5 = c_6 = 1, and 1 again for decay[S]) copies its factors
+            for j in range(1, S + 1):
+                cj = C[j] if j < S else 1.0
+                first = j
+                for i in range(1, j):
+                    if C[i] == cj:
+                        first = i
+                        break
                 ej = decay[j]
-                gj = growth[j]
-                for b in range(L):
-                    e = exp_nonpos(-C[j] * h[b])
-                    ej[b] = e
-                    gj[b] = 1.0 / e
-            for b in range(L):
-                sl[b] = -h[b]
-            exp_nonpos_into(sl, decay[S])
+                if first < j:
+                    ef = decay[first]
+                    for b in range(L):
+                        ej[b] = ef[b]
+                    if j < S:
+                        gj = growth[j]
+                        gf = growth[first]
+                        for b in range(L):
+                            gj[b] = gf[b]
+                elif j < S:
+                    gj = growth[j]
+                    for b in range(L):
+                        e = exp_nonpos(-cj * h[b])
+                        ej[b] = e
+                        gj[b] = 1.0 / e
+                else:
+                    for b in range(L):
+                        sl[b] = -h[b]
+                    exp_nonpos_into(sl, ej)
         for i in range(1, S):
             # per-lane coefficients first, so that the combination below vectorises
             if lawson:
