@@ -69,7 +69,7 @@ def wide_vectors(typingctx):
     """Let LLVM vectorise the calling kernel with 512-bit registers where the CPU has them.
 
     LLVM's x86 tuning prefers 256-bit vectors on AVX-512 server cores (Skylake-SP and
-    later), to spare their clock; for loops made of exps (a degree-13 polynomial each) the
+    later), to spare their clock; for loops made of exps (a degree-11 polynomial each) the
     full width pays: 1.17 against 0.69 G exps per second per core on an Emerald Rapids
     machine (:func:`mathfn.exp_sum`), 10-25 % on the lane solver.  A kernel opts in by
     calling ``wide_vectors()`` first: the attribute is per function, so numba code
