@@ -3,7 +3,8 @@
 The time loops run one compiled function per chunk of trajectories
 (``kernel(lo, hi, *args)``, compiled with ``nogil=True``), and this module
 hands the chunks to a pool of Python threads, as many as numba's thread
-count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``).  Each chunk is
+count (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``), started once per process
+(:func:`thread_pool`).  Each chunk is
 independent and writes only its own trajectories' outputs, so the result does
 not depend on the number of threads or the chunking.
 
@@ -13,9 +14,24 @@ loop and most of the 40 s of the SIMD-lane loop on two cores, for every new
 installation; a thread pool costs nothing to compile.  It also keeps these
 loops off the OpenMP threading layer, which cannot survive a ``fork``.
 """
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+
+
+@functools.cache
+def thread_pool(workers, pid):
+    """The process's pool of ``workers`` threads, started once: starting them cost about 1 ms
+    per call (a tenth of a 2000-trajectory solve), and the batched engine's reductions run
+    thousands of times per solve.
+
+    Keyed by ``pid`` (pass ``os.getpid()``): a child made by ``fork`` inherits the parent's
+    pool without its threads, so it makes its own.  Tasks must not wait on other tasks of the
+    same pool (none here do: every task is one compiled kernel or BLAS call).
+    """
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoredyn")
 
 
 def run_chunks(kernel, n, chunk, *args):
@@ -37,9 +53,9 @@ def run_chunks(kernel, n, chunk, *args):
         for lo, hi in bounds:
             kernel(lo, hi, *args)
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="scoredyn") as pool:
-        for future in [pool.submit(kernel, lo, hi, *args) for lo, hi in bounds]:
-            future.result()
+    pool = thread_pool(workers, os.getpid())
+    for future in [pool.submit(kernel, lo, hi, *args) for lo, hi in bounds]:
+        future.result()
 
 
 def chunk_size(n, per_thread=8):

@@ -540,28 +540,42 @@ def _denoise_in_child(i):
     return float(f.denoise(np.array([[1.2 + i, 0.0]]), 0.5)[0, 0])
 
 
+def _lane_solve(_):
+    f = sd.EmpiricalScore(np.random.default_rng(1).standard_normal((20, 2)))
+    y0 = np.random.default_rng(2).standard_normal((300, 2))
+    r = sd.solve(f, y0, (0.0, 4.0), method="gl-dopri5", rtol=1e-6, engine="numba-lanes")
+    return r.y.tobytes()
+
+
 def test_fork_after_first_use():
     """A fork-started pool after the parent ran the parallel kernels: under GNU OpenMP the
     children terminated ("fork() called from a process already using GNU OpenMP"); numba's
-    TBB layer (loaded by scoredyn.kernels.config) is fork-safe.  In a fresh interpreter, with
-    a time limit, so that a hang fails instead of stalling the suite."""
+    TBB layer (loaded by scoredyn.kernels.config) is fork-safe; and the thread pool the
+    time loops and reductions keep (:func:`scoredyn.kernels.launch.thread_pool`) comes to a
+    child without its threads, so a child starts its own (a lane solve in each child, equal
+    to the parent's bit for bit).  In a fresh interpreter, with a time limit, so that a hang
+    fails instead of stalling the suite."""
     import subprocess
     import sys
     code = (
         "import multiprocessing as mp, numba, numpy as np, scoredyn as sd\n"
-        "from tests.test_reliability import _denoise_in_child\n"
+        "numba.set_num_threads(2)\n"
+        "from tests.test_reliability import _denoise_in_child, _lane_solve\n"
         "f = sd.EmpiricalScore(np.random.default_rng(0).standard_normal((500, 2)))\n"
         "f.denoise(np.zeros((4000, 2)), 0.5)\n"
+        "parent = _lane_solve(0)\n"
         "print(numba.threading_layer())\n"
         "with mp.get_context('fork').Pool(2) as pool:\n"
-        "    print(pool.map(_denoise_in_child, range(4)))\n")
+        "    print(pool.map(_denoise_in_child, range(4)))\n"
+        "    print(all(c == parent for c in pool.map(_lane_solve, range(2))))\n")
     import os
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert out.returncode == 0, out.stderr
-    layer, values = out.stdout.strip().splitlines()
+    layer, values, same = out.stdout.strip().splitlines()
     assert layer == "tbb" and "OpenMP" not in out.stderr
+    assert same == "True"
     w = 1.0 / (1.0 + np.exp(3.6))
     assert float(values.strip("[]").split(",")[0]) == pytest.approx(3.0 * w, rel=1e-14)
 

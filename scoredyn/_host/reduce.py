@@ -9,7 +9,6 @@ are formed (see :mod:`scoredyn.kernels.reduction` and
 import functools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -19,6 +18,7 @@ from threadpoolctl import ThreadpoolController
 from .._validation import kernel_array
 from ..coldstart import compiling
 from ..kernels.gemm_tile import gemm_tile_update
+from ..kernels.launch import thread_pool
 from ..kernels.reduction import reduce_direct
 
 #: dimensions up to this use direct differences; above it, GEMM + recompute.
@@ -424,7 +424,7 @@ def run_gemm_pieces(q, n, piece):
         if workers == 1:
             flat = [run(job) for job in jobs]
         else:
-            flat = list(_pool(workers, os.getpid()).map(run, jobs))
+            flat = list(thread_pool(workers, os.getpid()).map(run, jobs))
     return blocks, [flat[b * nchunks:(b + 1) * nchunks] for b in range(len(blocks))]
 
 
@@ -442,14 +442,6 @@ def _reduce_gemm(prep, Y, alpha, sigma, inv2s2, want_top2, dmin, lsum, i1, d1, i
         acc, dmin[s], lsum[s], i1[s], d1[s], i2[s], d2[s] = _merge_pieces(pieces, inv2s2[s])
         mean[s] = acc / lsum[s, None]
     return mean
-
-
-@functools.cache
-def _pool(workers, pid):
-    """One thread pool per worker count, kept for the process ``pid``: a solve calls the
-    reduction thousands of times, and starting threads cost about 1 ms per call.  A child
-    made by ``fork`` inherits the parent's pool without its threads, so it makes its own."""
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoredyn-gemm")
 
 
 @functools.cache
