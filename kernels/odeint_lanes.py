@@ -7,7 +7,7 @@ evaluation at N = 20, d = 2).  Here each thread advances ``LANES``
 trajectories in lockstep by *stage* — each lane with its own time, step
 size, acceptance and status — and the states are stored lane-contiguous
 (``(d, LANES)``), so every loop over the data has a long, vectorisable inner
-loop over lanes (~40 ns per evaluation at N = 20, error norms and step
+loop over lanes (~35 ns per evaluation at N = 20, error norms and step
 factors included; the controller's powers are vectorised exp/log).  A lane
 whose trajectory ends takes the next one of its thread's chunk at once, so
 lanes do not idle.
