@@ -51,7 +51,8 @@ def cell_margins(X, u, xc, i, tol):
     i : int
         Index of the nearest site.
     tol : float
-        Bisectors with ``h_l <= min h + tol`` are counted as tied.
+        Bisectors with ``h_l <= min h + tol`` are counted as tied (``-inf``: none, and the
+        pass that counts them is left out).
 
     Returns
     -------
@@ -79,7 +80,7 @@ def cell_margins(X, u, xc, i, tol):
         bdist = min(bdist, h)
         gap = min(gap, g)
     ntied = 0
-    if math.isfinite(bdist):
+    if math.isfinite(bdist) and tol > -math.inf:
         for l in range(n):
             if l == i:
                 continue

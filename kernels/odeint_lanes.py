@@ -412,7 +412,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                     tmp[k] = u[k, b]
                     nrm += u[k, b] ** 2
                 max_norm[q] = np.sqrt(max(ymax2[b], nrm))     # sqrt is monotone: same bits
-                bd, gap, ntie = cell_margins(XT, tmp, zero, i1[b], 0.0)
+                bd, gap, ntie = cell_margins(XT, tmp, zero, i1[b], -np.inf)   # no tie count
                 boundary_distance[q] = bd
                 cell_changes[q] = ncell[b] + (1 if i1[b] != cell[b] else 0)
                 nearest[q] = i1[b]
