@@ -70,11 +70,6 @@ def stage_rhs(field, label=None):
     return rhs
 
 
-def _take(K, rows):
-    """The stages ``K`` ((S, m, d) array, or a list of (m, d)) of the trajectories ``rows``."""
-    return K[:, rows] if isinstance(K, np.ndarray) else [Kj[rows] for Kj in K]
-
-
 def _norms(y):
     """``|y|`` per row without overflow or underflow of the squares (rows scaled by their
     largest entry)."""
@@ -223,14 +218,15 @@ def _fixed(rhs, y0, grid, slot, meth, h, max_steps, ys, n_steps, nfev, status, m
 def _lawson_stages(rhs, meth, y, s, h, f0, nfev, idx):
     """One generalized Lawson step of every trajectory in ``idx`` (see GeneralizedLawson).
 
-    Returns the new states, the error estimates, the stage values ``f`` (the
+    Returns the new states, the error estimates, the stage values ``f`` ((S, m, d); the
     last one at the new state, FSAL) and ``combine(row, theta, rows, j)``: the
     dense output of trajectory ``j`` of the subset ``rows`` at ``theta``.
     """
     c = meth.c
     N0 = f0 + y                                       # N = f + y
     dN = [np.zeros_like(y)]                           # N_j - N_0
-    K = [f0]
+    K = np.empty((c.size,) + y.shape)
+    K[0] = f0
 
     def row(a, c_row, hh, yy, n0, dn):
         w, e = meth.row_weights(a, c_row, hh)
@@ -238,8 +234,8 @@ def _lawson_stages(rhs, meth, y, s, h, f0, nfev, idx):
                 + sum(w[:, j, None] * dn[j] for j in range(1, len(dn))))
     for st in range(1, c.size):
         Y = row(np.where(np.arange(c.size) < st, meth.A[st], 0.0), c[st], h, y, N0, dN)
-        K.append(rhs(Y, s + c[st] * h, idx))
-        dN.append(K[-1] + Y - N0)
+        K[st] = rhs(Y, s + c[st] * h, idx)
+        dN.append(K[st] + Y - N0)
         nfev[idx] += 1
     ynew = row(meth.b, 1.0, h, y, N0, dN)
     w, _ = meth.row_weights(meth.b_err, 1.0, h)
@@ -321,7 +317,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
             ok = ~bad
             idx, yi, si, hi, ynew, err, s_next = (idx[ok], yi[ok], si[ok], hi[ok], ynew[ok],
                                                    err[ok], s_next[ok])
-            K = _take(K, ok)
+            K = K[:, ok]
             if combine is not None:
                 combine = _subset(combine, ok)
         en = _rms(err, yi, ynew, rtol, atol)
