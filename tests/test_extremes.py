@@ -63,6 +63,11 @@ def test_extreme_sigma_is_finite_and_has_the_right_limits(method, sigma):
     if sigma <= 1e-20:
         np.testing.assert_array_equal(D, nearest)
         assert np.all(s[-1] == 0.0)   # at a data point the score is exactly 0, however small sigma
+        # beyond the float64 range the score is +-inf with the sign of D - x = nearest - x
+        big = np.isinf(s)
+        assert np.array_equal(np.sign(s[big]), np.sign((nearest - x)[big]))
+    if sigma <= 1e-200:   # |x - x_i|^2 / (2 sigma^2) overflows for every i off the data
+        assert np.all(ld[:-1] == -np.inf) and np.all(np.isinf(s[:-1]))
     if sigma >= 1e20:
         np.testing.assert_allclose(D, np.broadcast_to(data.mean(0), D.shape), atol=1e-15)
 

@@ -153,7 +153,9 @@ class ScoreField:
         Returns
         -------
         (Q, d) ndarray
-            ``r (alpha D - x) / sigma^2``.
+            ``r (alpha D - x) / sigma^2``.  An entry whose magnitude exceeds the float64
+            range (x away from the data at sigma below about 1e-154) is ``+-inf`` with
+            its exact sign; one whose residual is exactly 0 is 0.
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         return self._residual_over_sigma(x64, sigma, alpha, label, 2).astype(dt, copy=False)

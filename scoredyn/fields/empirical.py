@@ -178,7 +178,9 @@ class EmpiricalScore(ScoreField):
     def log_density(self, x, sigma, alpha=1.0, *, label=None):
         """Normalised ``log p_t(x)`` of ``(1/N) sum_i N(alpha x_i, sigma^2 I)``, shape (Q,).
 
-        ``logsumexp_i(l_i) - log N - (d/2) log(2 pi sigma^2)``.  Defined only
+        ``logsumexp_i(l_i) - log N - (d/2) log(2 pi sigma^2)``; ``-inf`` where that is
+        below the float64 range (``|x - alpha x_i|^2 / (2 sigma^2)`` above ~1.8e308 for
+        every i).  Defined only
         without regularization: a regularised score is not the score of a
         density with a closed-form normaliser (Tikhonov's is the gradient of
         ``sigma^2 / (sigma^2 + c) log p_t``).
