@@ -1,5 +1,6 @@
 """The command line: `scoredyn verify` (the main job) and `scoredyn bench` run and report."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -32,6 +33,8 @@ def test_bench_quick_runs(tmp_path, capsys):
                      "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["field"]
     assert len(rows) == 3 and all(r["numpy_err"] < 1e-10 for r in rows)
+    header = capsys.readouterr().out.splitlines()[0]     # the machine the numbers belong to
+    assert header.startswith("# machine: ") and f"{os.cpu_count()} logical CPUs" in header
 
 
 def test_work_precision_sweep_and_plot(tmp_path):

@@ -80,10 +80,32 @@ def _output_dir(text):
     return text
 
 
+def _machine():
+    """The CPU (model name, AVX-512 or not, logical CPUs) and the kernels' thread count: the
+    benchmarks' numbers, ratios included, depend on it."""
+    import platform
+
+    import numba
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as fh:        # Linux; the first CPU's entries
+            for line in fh:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = info.get("model name") or platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    vec = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    return ", ".join(x for x in (name, vec, f"{os.cpu_count()} logical CPUs",
+                                 f"{numba.get_num_threads()} kernel threads") if x)
+
+
 def _bench(args):
     from threadpoolctl import threadpool_info
 
     from . import bench
+    print(f"# machine: {_machine()}")
     blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
             for i in threadpool_info() if i.get("user_api") == "blas"]
     print(f"# BLAS: {blas}")
