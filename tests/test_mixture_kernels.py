@@ -265,17 +265,27 @@ def test_extreme_sigma_against_mpmath(sigma, alpha):
 def _mpmath_full_reference(means, covs, weights, x, sigma, alpha, dps=60):
     """``(alpha D - x, grad log p_t, log p_t, responsibilities)`` of a mixture with full
     covariances ``covs`` (K, d, d) in ``dps``-digit arithmetic (``sigma^2`` has no range
-    there; a singular covariance at sigma = 1e-300 needs ~700 digits to see sigma^2)."""
+    there; a singular covariance at sigma = 1e-300 needs ~700 digits to see sigma^2).
+
+    Each covariance is taken as :class:`GaussianMixture` stores it, ``V diag(max(lam, 0)) V^T``
+    from the eigendecomposition of the float64 matrix, formed exactly: positive semi-definite
+    for any V.  The float64 matrix itself is not: a singular covariance rounds to one whose
+    smallest eigenvalue is ~1e-17 of either sign (it depends on the machine's BLAS), and a
+    negative one makes ``det(C)`` negative for sigma^2 below it."""
     mp = pytest.importorskip("mpmath")
     mp.mp.dps = dps
     k, d = means.shape
     res, score = np.empty_like(x), np.empty_like(x)
     logp, rho = np.empty(len(x)), np.empty((len(x), k))
     s2, a = mp.mpf(sigma) ** 2, mp.mpf(alpha)
+    lam, V = np.linalg.eigh(0.5 * (covs + np.swapaxes(covs, 1, 2)))
+    lam = np.maximum(lam, 0.0)
+    exact = [[[sum(mp.mpf(V[c, i, p]) * mp.mpf(lam[c, p]) * mp.mpf(V[c, j, p]) for p in range(d))
+               for j in range(d)] for i in range(d)] for c in range(k)]
     for q, y in enumerate(x):
         logits, g = [], []
         for c in range(k):
-            C = mp.matrix([[a * a * mp.mpf(covs[c, i, j]) + (s2 if i == j else 0)
+            C = mp.matrix([[a * a * exact[c][i][j] + (s2 if i == j else 0)
                             for j in range(d)] for i in range(d)])
             u = mp.matrix([mp.mpf(y[j]) - a * mp.mpf(means[c, j]) for j in range(d)])
             Cu = mp.lu_solve(C, u)
