@@ -1,43 +1,14 @@
-"""Compile-time settings shared by the kernels, and their threading layer (Intel TBB).
+"""Compile-time settings shared by the kernels (their threading layer: :mod:`scoredyn._tbb`).
 
 Developers: numba's on-disk cache (``cache=True``) is keyed on each kernel's
 own source file, not on this one — after changing a flag here, delete the
 ``*.nbi``/``*.nbc`` files under ``kernels/__pycache__``.
 """
-import ctypes
-import os
-import site
-import sys
+from .._tbb import check_layer
 
-
-def _load_tbb():
-    """Make Intel TBB (the ``tbb`` wheel) visible to numba before its first parallel loop.
-
-    numba picks its threading layer at the first parallel launch, TBB first when it
-    can load ``libtbb``.  The wheel puts the library in ``<prefix>/lib``, which is not
-    on the loader's path of a virtual environment, so numba would fall back to GNU
-    OpenMP — whose process cannot ``fork`` afterwards (a ``multiprocessing`` pool with
-    the fork start method, joblib, Dask's nanny: "fork() called from a process already
-    using GNU OpenMP").  TBB is fork-safe and thread-safe.  Nothing happens when the
-    user chose a layer (``NUMBA_THREADING_LAYER``) or TBB is not installed (then use
-    the "spawn" or "forkserver" start method).
-    """
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return None
-    names = ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll")
-    folders = [os.path.join(sys.prefix, "lib"), os.path.join(site.getuserbase(), "lib")]
-    for folder in folders:
-        for name in names:
-            path = os.path.join(folder, name)
-            if os.path.exists(path):
-                try:
-                    return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-                except OSError:
-                    continue
-    return None
-
-
-_TBB = _load_tbb()
+# numba's threading layer (TBB, fork-safe) is loaded by ``import scoredyn`` (scoredyn/_tbb.py);
+# if numba took GNU OpenMP before that, say so once, here, where the kernels start
+check_layer()
 
 
 #: fastmath flags for reductions: keep NaN/inf semantics (no ``nnan``/``ninf``)
@@ -57,7 +28,7 @@ FASTMATH_STRICT = {"nsz", "arcp", "contract", "afn"}
 TILE_N = 512
 
 
-from numba import types  # noqa: E402  (after the TBB set-up above)
+from numba import types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 #: the string attribute :func:`wide_vectors` gives its caller

@@ -18,6 +18,7 @@ Submodules and names load on first use (scientific Python's SPEC 1), so
 ``import scoredyn`` does not import numba, scipy or matplotlib: the first
 call that needs a kernel pays for it.
 """
+from . import _tbb  # noqa: F401  (numba's fork-safe threading layer, loaded first)
 from ._lazy import attach
 
 __version__ = "0.1.0"

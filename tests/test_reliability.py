@@ -550,11 +550,12 @@ def _lane_solve(_):
 def test_fork_after_first_use():
     """A fork-started pool after the parent ran the parallel kernels: under GNU OpenMP the
     children terminated ("fork() called from a process already using GNU OpenMP"); numba's
-    TBB layer (loaded by scoredyn.kernels.config) is fork-safe; and the thread pool the
-    time loops and reductions keep (:func:`scoredyn.kernels.launch.thread_pool`) comes to a
-    child without its threads, so a child starts its own (a lane solve in each child, equal
-    to the parent's bit for bit).  In a fresh interpreter, with a time limit, so that a hang
-    fails instead of stalling the suite."""
+    TBB layer (loaded by ``import scoredyn``, :mod:`scoredyn._tbb`, so also when the user
+    sets numba's thread count before the first kernel, as here) is fork-safe; and the thread
+    pool the time loops and reductions keep (:func:`scoredyn.kernels.launch.thread_pool`)
+    comes to a child without its threads, so a child starts its own (a lane solve in each
+    child, equal to the parent's bit for bit).  In a fresh interpreter, with a time limit,
+    so that a hang fails instead of stalling the suite."""
     import subprocess
     import sys
     code = (
@@ -578,6 +579,31 @@ def test_fork_after_first_use():
     assert same == "True"
     w = 1.0 / (1.0 + np.exp(3.6))
     assert float(values.strip("[]").split(",")[0]) == pytest.approx(3.0 * w, rel=1e-14)
+
+
+def test_openmp_chosen_before_scoredyn_is_announced():
+    """numba's threading layer chosen before ``import scoredyn`` (``set_num_threads`` first):
+    where that is GNU OpenMP (no TBB on the loader's path, as in a virtual environment), the
+    kernels warn, once, that a fork-started child will be terminated; where it is not,
+    nothing is said.  In a fresh interpreter: this one chose its layer long ago."""
+    import os
+    import subprocess
+    import sys
+    code = ("import warnings, numba\n"
+            "numba.set_num_threads(1)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import numpy as np, scoredyn as sd\n"
+            "    sd.EmpiricalScore(np.zeros((3, 2))).denoise(np.ones((2, 2)), 1.0)\n"
+            "    sd.EmpiricalScore(np.ones((3, 2))).denoise(np.ones((2, 2)), 1.0)\n"
+            "from numba.np.ufunc import omppool\n"
+            "gnu = numba.threading_layer() == 'omp' and omppool.openmp_vendor == 'GNU'\n"
+            "print(gnu, sum('GNU OpenMP' in str(w.message) for w in caught))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, check=True)
+    gnu, warnings_seen = out.stdout.split()
+    assert warnings_seen == ("1" if gnu == "True" else "0"), out.stdout
 
 
 # -- messages that name the parameter ------------------------------------------------------------
