@@ -547,6 +547,20 @@ def _lane_solve(_):
     return r.y.tobytes()
 
 
+def _fresh_interpreter(code):
+    """Run ``code`` in a fresh interpreter from the repository root, with numba left to pick
+    its threading layer (no ``NUMBA_THREADING_LAYER``) and a time limit, so that a hang fails
+    instead of stalling the suite; the completed process (exit status 0 checked)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 def test_fork_after_first_use():
     """A fork-started pool after the parent ran the parallel kernels: under GNU OpenMP the
     children terminated ("fork() called from a process already using GNU OpenMP"); numba's
@@ -556,8 +570,6 @@ def test_fork_after_first_use():
     comes to a child without its threads, so a child starts its own (a lane solve in each
     child, equal to the parent's bit for bit).  In a fresh interpreter, with a time limit,
     so that a hang fails instead of stalling the suite."""
-    import subprocess
-    import sys
     code = (
         "import multiprocessing as mp, numba, numpy as np, scoredyn as sd\n"
         "numba.set_num_threads(2)\n"
@@ -569,11 +581,7 @@ def test_fork_after_first_use():
         "with mp.get_context('fork').Pool(2) as pool:\n"
         "    print(pool.map(_denoise_in_child, range(4)))\n"
         "    print(all(c == parent for c in pool.map(_lane_solve, range(2))))\n")
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert out.returncode == 0, out.stderr
+    out = _fresh_interpreter(code)
     layer, values, same = out.stdout.strip().splitlines()
     assert layer == "tbb" and "OpenMP" not in out.stderr
     assert same == "True"
@@ -586,9 +594,6 @@ def test_openmp_chosen_before_scoredyn_is_announced():
     where that is GNU OpenMP (no TBB on the loader's path, as in a virtual environment), the
     kernels warn, once, that a fork-started child will be terminated; where it is not,
     nothing is said.  In a fresh interpreter: this one chose its layer long ago."""
-    import os
-    import subprocess
-    import sys
     code = ("import warnings, numba\n"
             "numba.set_num_threads(1)\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
@@ -599,10 +604,7 @@ def test_openmp_chosen_before_scoredyn_is_announced():
             "from numba.np.ufunc import omppool\n"
             "gnu = numba.threading_layer() == 'omp' and omppool.openmp_vendor == 'GNU'\n"
             "print(gnu, sum('GNU OpenMP' in str(w.message) for w in caught))\n")
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env, check=True)
-    gnu, warnings_seen = out.stdout.split()
+    gnu, warnings_seen = _fresh_interpreter(code).stdout.split()
     assert warnings_seen == ("1" if gnu == "True" else "0"), out.stdout
 
 
