@@ -115,15 +115,21 @@ def nearest_training_points(generated, training, k=2, *, method="auto"):
     distance : (Q, k) float64
         Ascending Euclidean distances; ties keep the lower training index first.
     """
+    return _nearest(generated, training, _count(k, "k", low=1), method,
+                    "`k` must be at most the number of training points ({N}); got {k}.")
+
+
+def _nearest(generated, training, k, method, too_many):
+    """:func:`nearest_training_points` for a checked count ``k``; ``too_many`` is the message
+    (``{N}``: training points, ``{k}``) when k > N, in the caller's own terms."""
     from ..distributed.sharded import ShardedData
     sharded = isinstance(training, ShardedData)
     X = training if sharded else as_data(training, "training")[0]
     Y, _ = as_points(generated, X.shape[1], "generated")
     if Y.shape[0] == 0:
         raise ValueError("`generated` must contain at least one sample.")
-    k = _count(k, "k", low=1)
     if k > X.shape[0]:
-        raise ValueError(f"`k` must be at most the number of training points ({X.shape[0]}); got {k}.")
+        raise ValueError(too_many.format(N=X.shape[0], k=k))
     if sharded:
         return training.k_nearest(Y, k)
     c = length_scale(X, Y)       # a power of two beyond the ordinary range: exact
@@ -141,7 +147,9 @@ def memorization_ratio(generated, training, *, threshold=1 / 3, n_bootstrap=1000
     default), ``NN_j`` its j-th nearest training point.  Needs N >= 2.
     """
     threshold = _fraction(threshold, "threshold")
-    _, dist = nearest_training_points(generated, training, 2, method=method)
+    _, dist = _nearest(generated, training, 2, method,
+                       "The ratio test needs at least 2 training points (it divides by the "
+                       "distance to the second nearest); `training` has {N}.")
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = dist[:, 0] / dist[:, 1]
     # both distances 0 (a sample on duplicated training points): memorized
@@ -162,7 +170,9 @@ def carlini_memorization(generated, training, *, n=50, alpha=0.5, delta=0.12, n_
     n = _count(n, "n", low=1)
     alpha = as_scalar(alpha, "alpha", low=0.0, low_inclusive=False)
     delta = as_scalar(delta, "delta", low=0.0, low_inclusive=False)
-    _, dist = nearest_training_points(generated, training, n, method=method)
+    _, dist = _nearest(generated, training, n, method,
+                       "`n` (the neighbourhood S_n) must be at most the number of training "
+                       "points ({N}); got {k}.")
     scale = alpha * dist.mean(axis=1)
     memorized = np.where(scale == 0, 1.0, (dist[:, 0] <= delta * scale).astype(float))
     return _result("carlini_memorization", memorized, n_bootstrap, level, rng)
