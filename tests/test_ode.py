@@ -212,6 +212,29 @@ def test_log_time_equals_original_time(schedule):
         np.testing.assert_allclose(r.ys[k] * schedule.alpha(t), xt, atol=1e-8)
 
 
+@pytest.mark.parametrize("schedule", [sd.VE(), sd.VEGeometric(10.0), sd.VP(), sd.EDM()])
+def test_schedules_start_at_zero_and_refuse_earlier_times(schedule):
+    """Every schedule method is defined for t >= 0 only: a negative or NaN time is a
+    ValueError naming `t` (VE's sigma(-1) was -1 and VEGeometric's NaN); t = 0 gives the exact
+    limits sigma = 0, alpha = 1, lambda = +inf without a warning, and t_of_lam inverts them
+    (lambda = +inf is t = 0; NaN is refused)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert schedule.sigma(0.0) == 0.0 and schedule.alpha(0.0) == 1.0
+        assert schedule.lam(0.0) == np.inf and schedule.t_of_lam(np.inf) == 0.0
+        t = np.array([0.05, 0.3, 1.0])
+        np.testing.assert_allclose(schedule.t_of_lam(schedule.lam(t)), t, rtol=1e-12)
+    for method in (schedule.sigma, schedule.alpha, schedule.lam, schedule.g2):
+        for bad in (-1e-3, np.nan, [0.2, -0.1]):
+            with pytest.raises(ValueError, match=r"`t` must be non-negative"):
+                method(bad)
+    with pytest.raises(ValueError, match=r"`t` must be a number"):
+        schedule.sigma("soon")
+    with pytest.raises(ValueError, match=r"`lam` must not be NaN"):
+        schedule.t_of_lam(np.nan)
+
+
 def _t_of_sigma(schedule, sigma):
     from scipy.optimize import brentq
     return brentq(lambda t: schedule.sigma(t) - sigma, 1e-12, 1.0, xtol=1e-15, rtol=1e-15)

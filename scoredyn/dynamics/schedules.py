@@ -10,9 +10,47 @@ so a schedule is only a monotone map ``t <-> lambda`` plus the rescaling
 ``z = x / alpha``.  For :class:`VE` (``sigma = t``) ``lambda = -log t = s``, the
 theorem's log-time.
 """
+import functools
+
 import numpy as np
 
 from .._validation import as_count, as_scalar, as_steps
+
+
+def _times(method):
+    """Check a schedule method's ``t`` — numbers, none negative or NaN: the forward process
+    starts at t = 0, where ``sigma = 0`` (``+inf`` is its end) — and pass it on as a float
+    array; a log of ``sigma(0) = 0`` is ``-inf`` without a warning."""
+    @functools.wraps(method)
+    def checked(self, t, *args):
+        try:
+            t = np.asarray(t, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"`t` must be a number or an array of numbers; got {t!r}.") from None
+        bad = ~(t >= 0)
+        if np.any(bad):
+            raise ValueError(f"`t` must be non-negative (the schedule starts at t = 0); got "
+                             f"{t[bad].flat[0]}.")
+        with np.errstate(divide="ignore"):
+            return method(self, t, *args)
+    return checked
+
+
+def _log_snrs(method):
+    """Check ``t_of_lam``'s ``lam`` (numbers, not NaN; ``+inf`` is t = 0) and pass it on as a
+    float array."""
+    @functools.wraps(method)
+    def checked(self, lam):
+        try:
+            lam = np.asarray(lam, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"`lam` must be a number or an array of numbers; got {lam!r}.") \
+                from None
+        if np.any(np.isnan(lam)):
+            raise ValueError("`lam` must not be NaN.")
+        with np.errstate(over="ignore"):
+            return method(self, lam)
+    return checked
 
 
 class Schedule:
@@ -22,27 +60,34 @@ class Schedule:
     t_min = 0.0
     t_max = 1.0
 
+    @_times
     def alpha(self, t):
         return np.ones_like(np.asarray(t, dtype=float))
 
+    @_times
     def dalpha(self, t):
         return np.zeros_like(np.asarray(t, dtype=float))
 
+    @_times
     def sigma(self, t):
         raise NotImplementedError
 
+    @_times
     def dsigma(self, t):
         raise NotImplementedError
 
+    @_times
     def lam(self, t):
         """Half log-SNR ``lambda(t) = log(alpha(t) / sigma(t))`` (decreasing in t)."""
         t = np.asarray(t, dtype=float)
         return np.log(self.alpha(t)) - np.log(self.sigma(t))
 
+    @_log_snrs
     def t_of_lam(self, lam):
         """Inverse of :meth:`lam`."""
         raise NotImplementedError
 
+    @_times
     def to_log_time(self, t, x):
         """``(lambda, z = x / alpha)`` for states ``x`` (Q, d) at time ``t``."""
         return self.lam(t), np.asarray(x) / self.alpha(t)
@@ -52,6 +97,7 @@ class Schedule:
         t = self.t_of_lam(lam)
         return t, np.asarray(z) * self.alpha(t)
 
+    @_times
     def g2(self, t):
         """Squared diffusion coefficient ``g(t)^2`` of the forward SDE
         ``dx = f(t) x dt + g(t) dW`` with ``f = alpha'/alpha``:
@@ -60,6 +106,7 @@ class Schedule:
         a, s = self.alpha(t), self.sigma(t)
         return 2 * s * self.dsigma(t) - 2 * self.dalpha(t) / a * s * s
 
+    @_times
     def drift_coefficient(self, t):
         """``f(t) = alpha'(t) / alpha(t)``."""
         t = np.asarray(t, dtype=float)
@@ -75,12 +122,15 @@ class VE(Schedule):
     def __init__(self, t_max=1.0):
         self.t_max = as_scalar(t_max, "t_max", low=0.0, low_inclusive=False)
 
+    @_times
     def sigma(self, t):
         return np.asarray(t, dtype=float)
 
+    @_times
     def dsigma(self, t):
         return np.ones_like(np.asarray(t, dtype=float))
 
+    @_log_snrs
     def t_of_lam(self, lam):
         return np.exp(-np.asarray(lam, dtype=float))
 
@@ -98,14 +148,17 @@ class VEGeometric(Schedule):
         self.sigma_max = as_scalar(sigma_max, "sigma_max", low=1.0, low_inclusive=False)
         self._L = np.log(self.sigma_max)
 
+    @_times
     def sigma(self, t):
         t = np.asarray(t, dtype=float)
         return np.sqrt(np.expm1(2 * self._L * t) / (2 * self._L))
 
+    @_times
     def dsigma(self, t):
         t = np.asarray(t, dtype=float)
         return np.exp(2 * self._L * t) / (2 * self.sigma(t))
 
+    @_log_snrs
     def t_of_lam(self, lam):
         return np.log1p(2 * self._L * np.exp(-2 * np.asarray(lam, dtype=float))) / (2 * self._L)
 
@@ -133,25 +186,32 @@ class VP(Schedule):
         t = np.asarray(t, dtype=float)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
 
+    @_times
     def beta(self, t):
         return self.beta_min + (self.beta_max - self.beta_min) * np.asarray(t, dtype=float)
 
+    @_times
     def alpha(self, t):
         return np.exp(-0.5 * self._B(t))
 
+    @_times
     def dalpha(self, t):
         return -0.5 * self.beta(t) * self.alpha(t)
 
+    @_times
     def sigma(self, t):
         return np.sqrt(-np.expm1(-self._B(t)))
 
+    @_times
     def dsigma(self, t):
         return 0.5 * self.beta(t) * np.exp(-self._B(t)) / self.sigma(t)
 
+    @_times
     def lam(self, t):
         B = self._B(t)
         return -0.5 * B - 0.5 * np.log(-np.expm1(-B))
 
+    @_log_snrs
     def t_of_lam(self, lam):
         # alpha^2 / sigma^2 = e^{2 lam}  =>  B = log1p(e^{-2 lam})
         B = np.log1p(np.exp(-2 * np.asarray(lam, dtype=float)))
@@ -203,7 +263,9 @@ class DDPM:
         return np.sqrt(1.0 - self.abar[as_steps(t, self.T)])
 
     def lam(self, t):
-        return np.log(self.alpha(t)) - np.log(self.sigma(t))
+        """``log(alpha_t / sigma_t)``; ``+inf`` at ``t = 0`` (the data)."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.alpha(t)) - np.log(self.sigma(t))
 
     def __repr__(self):
         return f"DDPM(T={self.T})"
