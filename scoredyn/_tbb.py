@@ -12,7 +12,8 @@ Loading it here, when the package is imported, rather than when the kernels are,
 user who calls ``numba.set_num_threads`` between ``import scoredyn`` and the first kernel.
 Only ``ctypes`` is imported (``import scoredyn`` stays free of numba).  Nothing happens
 when the user chose a layer without TBB (``NUMBA_THREADING_LAYER``) or TBB is not
-installed; :func:`check_layer` then says so if the layer numba took cannot fork.
+installed.  When the kernels load and find numba already on GNU OpenMP (it chose before
+``import scoredyn``), :func:`check_layer` says so.
 """
 import ctypes
 import os
@@ -42,10 +43,11 @@ def load():
 
 
 def check_layer():
-    """Warn (RuntimeWarning) when numba already runs on GNU OpenMP: it chose its layer before
-    ``import scoredyn`` (or TBB is missing), and a fork-started child process will be
-    terminated.  Silent while no layer is chosen yet, for TBB and workqueue, and when the
-    user chose the layer (``NUMBA_THREADING_LAYER``)."""
+    """Warn (RuntimeWarning) when numba already runs on GNU OpenMP as the kernels load: it
+    chose its layer before ``import scoredyn``, and a fork-started child process will be
+    terminated.  Silent while no layer is chosen yet (the usual case: numba then takes TBB
+    where it is installed), for TBB and workqueue, and when the user chose the layer
+    (``NUMBA_THREADING_LAYER``)."""
     if os.environ.get("NUMBA_THREADING_LAYER"):
         return
     import numba
@@ -60,10 +62,10 @@ def check_layer():
         return
     warnings.warn(
         "numba's threading layer is GNU OpenMP: it was chosen before scoredyn loaded Intel "
-        "TBB (a numba parallel call or numba.set_num_threads before `import scoredyn`), or "
-        "the `tbb` package is missing.  A process started with fork() from this one (a "
-        "multiprocessing pool on Linux, joblib, Dask's nanny) will be terminated.  Import "
-        "scoredyn first, set NUMBA_THREADING_LAYER=tbb, or use the 'spawn' start method.",
+        "TBB (a numba parallel call or numba.set_num_threads before `import scoredyn`).  A "
+        "process started with fork() from this one (a multiprocessing pool on Linux, joblib, "
+        "Dask's nanny) will be terminated.  Import scoredyn first, run with "
+        "NUMBA_THREADING_LAYER=tbb, or use the 'spawn' start method.",
         RuntimeWarning, stacklevel=3)
 
 
