@@ -355,6 +355,10 @@ def test_recentred_collapse_is_resolved_to_s_60(method):
     (dict(engine="numpy", backend="numba"), ValueError, r"`engine`='numpy' runs on backend 'numpy', but `backend`='numba'"),
     (dict(s_star=np.nan, delta=0.1), ValueError, r"`s_star` must be finite; got nan"),
     (dict(delta=np.nan), ValueError, r"`delta` must be finite; got nan"),
+    (dict(s_star=1.0), ValueError, r"`s_star` \(from when `first_inside` is recorded\) needs `delta`"),
+    (dict(s_star=6.0, delta=0.1), ValueError, r"`s_star` must not exceed the end of s_span \(5\)"),
+    # s + h == s: the step count (span / h) would overflow int64 in the fused engines
+    (dict(method="rk4", h=1e-300), ValueError, r"`h` must exceed the resolution of s on s_span \(5e-14"),
 ])
 def test_bad_input(bad, exc, match):
     args = dict(field=sd.EmpiricalScore(authors_data()), y0=np.zeros((1, 2)), s_span=(0.0, 5.0))

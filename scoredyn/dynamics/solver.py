@@ -75,6 +75,13 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delt
     if not span[1] > span[0]:
         raise ValueError(f"`s_span` must be increasing (s0 < s1); got ({span[0]:g}, {span[1]:g}).")
     meth, h, rtol, atol = method_options(method, h, rtol, atol)
+    # a step below the resolution of s cannot advance it (s + h == s), and the number of steps
+    # it implies overflows a step count: the adaptive methods end such a step with
+    # STATUS_STEP_UNDERFLOW, a fixed step is refused here (same rule)
+    resolution = 1e-14 * max(1.0, abs(span[0]), abs(span[1]))
+    if not meth.adaptive and h <= resolution:
+        raise ValueError(f"`h` must exceed the resolution of s on s_span ({resolution:.3g} = "
+                         f"1e-14 max(1, |s|)); got {h:g}.")
     if save_at is None:
         save = np.empty(0)
     else:
@@ -91,6 +98,12 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delt
         delta = as_scalar(delta, "delta", low=0.0, low_inclusive=False)
     if s_star is not None:
         s_star = as_scalar(s_star, "s_star")
+        if delta is None:
+            raise ValueError("`s_star` (from when `first_inside` is recorded) needs `delta` "
+                             "(the shrunken cell V^delta it records); got s_star alone.")
+        if s_star > span[1]:
+            raise ValueError(f"`s_star` must not exceed the end of s_span ({span[1]:g}): "
+                             f"nothing would be recorded; got {s_star:g}.")
     return kernel_array(y0), span, meth, h, rtol, atol, save, delta, s_star
 
 
@@ -133,7 +146,8 @@ def solve(field, y0, s_span, *, method="dopri5", h=None, rtol=1e-6, atol=1e-9, s
         Track entry into the shrunken Voronoi cell ``V^delta`` (fused kernels;
         one extra O(N d) pass per step); see ``SolveResult.entry_time``.
     s_star : float, optional
-        With ``delta``: record ``SolveResult.first_inside`` from this time on.
+        With ``delta`` (required): record ``SolveResult.first_inside`` from this time on
+        (at most ``s_span[1]``).
     max_steps : int
         Per trajectory.
     label : optional
