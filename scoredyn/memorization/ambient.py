@@ -88,15 +88,38 @@ def _covariance(cov):
     if np.max(np.abs(cov - cov.T)) > 1e-12 * scale:
         raise ValueError("`cov` must be symmetric.")
     lowest = float(np.linalg.eigvalsh(cov).min())
-    # eigenvalues of a PSD matrix come out of eigvalsh within ~d u |cov| of the truth
-    if lowest < -16 * cov.shape[0] * np.finfo(float).eps * scale:
+    if lowest < -_eigen_error(cov):
         raise ValueError(f"`cov` must be positive semi-definite; its smallest eigenvalue is "
                          f"{lowest:.3g}.")
     return 0.5 * (cov + cov.T)
 
 
-def _snr(sigma_n):
-    return (1 - sigma_n**2) / sigma_n**2
+def _log_snr(sigma_n):
+    """``log SNR = log((1 - sigma_n^2) / sigma_n^2)``: finite for every sigma_n in (0, 1), where
+    the SNR itself overflows below sigma_n ~ 1e-154."""
+    return np.log1p(-sigma_n * sigma_n) - 2.0 * np.log(sigma_n)
+
+
+def _eigen_error(cov):
+    """How far eigvalsh's eigenvalues of a symmetric ``cov`` may be from the truth: ~d u |cov|
+    (with a factor 16 of margin)."""
+    scale = float(np.max(np.abs(cov))) if cov.size else 0.0
+    return 16 * cov.shape[0] * np.finfo(float).eps * scale
+
+
+def _variances(cov):
+    """The eigenvalues of ``cov`` that eigvalsh resolves from 0 (above its error of
+    ~d u |cov|, the tolerance :func:`_covariance` grants a PSD matrix): the variances of x_0
+    along its principal axes.  The rest are a singular covariance's zeros to round-off, and
+    at small sigma_n they would otherwise add ~log(u / sigma_n^2) nats each."""
+    lam = np.linalg.eigvalsh(cov)
+    return lam[lam > _eigen_error(cov)]
+
+
+def _half_log_det(cov, log_c):
+    """``1/2 log det(I + c Sigma) = 1/2 sum_i log(1 + c lambda_i)`` over Sigma's resolved
+    variances (:func:`_variances`), from ``log c``: finite wherever the answer is."""
+    return 0.5 * float(np.sum(np.logaddexp(0.0, log_c + np.log(_variances(cov)))))
 
 
 def leakage_ambient(cov, sigma_n):
@@ -106,7 +129,7 @@ def leakage_ambient(cov, sigma_n):
     noisy point, so the count m does not enter.
     """
     cov = _covariance(cov)
-    return 0.5 * np.linalg.slogdet(np.eye(cov.shape[0]) + _snr(_sigma_level(sigma_n, "sigma_n")) * cov)[1]
+    return _half_log_det(cov, _log_snr(_sigma_level(sigma_n, "sigma_n")))
 
 
 def leakage_ddpm(cov, sigma_n, m, *, as_in_lemma=False):
@@ -120,8 +143,7 @@ def leakage_ddpm(cov, sigma_n, m, *, as_in_lemma=False):
     cov = _covariance(cov)
     if as_in_lemma:
         return m * leakage_ambient(cov, sigma_n)
-    return 0.5 * np.linalg.slogdet(np.eye(cov.shape[0]) + m * _snr(_sigma_level(sigma_n, "sigma_n"))
-                                   * cov)[1]
+    return _half_log_det(cov, np.log(m) + _log_snr(_sigma_level(sigma_n, "sigma_n")))
 
 
 def leakage_monte_carlo(cov, sigma_n, m, n=20000, *, rng=None):
@@ -136,27 +158,26 @@ def leakage_monte_carlo(cov, sigma_n, m, n=20000, *, rng=None):
     (estimate, standard_error) in nats
     """
     cov = _covariance(cov)
-    d = cov.shape[0]
     s = _sigma_level(sigma_n, "sigma_n")
     m = as_count(m, "m")
     n = as_count(n, "n", low=2)
     rng = as_rng(rng)
-    a = np.sqrt(1 - s * s)
-    # x0 ~ N(0, cov) through the eigendecomposition: a singular covariance (no Cholesky
-    # factor) is valid, x0 then lies in its range
-    evals, evecs = np.linalg.eigh(cov)
-    x0 = (rng.standard_normal((n, d)) * np.sqrt(np.maximum(evals, 0.0))) @ evecs.T
-    D = a * x0[:, None, :] + s * rng.standard_normal((n, m, d))
-    # log p(D | x0): independent N(a x0, s^2 I)
-    r = (D - a * x0[:, None, :]).reshape(n, -1)
-    log_cond = -0.5 * np.sum(r * r, 1) / (s * s) - m * d * np.log(s) - 0.5 * m * d * np.log(2 * np.pi)
-    # log p(D): N(0, a^2 (1 1^T kron Sigma) + s^2 I)
-    joint = a * a * np.kron(np.ones((m, m)), cov) + s * s * np.eye(m * d)
-    Lj = np.linalg.cholesky(joint)
-    z = np.linalg.solve(Lj, D.reshape(n, -1).T)
-    log_marg = (-0.5 * np.sum(z * z, 0) - np.sum(np.log(np.diag(Lj)))
-                - 0.5 * m * d * np.log(2 * np.pi))
-    diff = log_cond - log_marg
+    a2m = (1 - s * s) * m
+    # The mutual information is invariant under rotations: in Sigma's eigenbasis x0 has
+    # independent coordinates c_i ~ N(0, lambda_i) (exactly 0 where lambda_i = 0) and draw k
+    # is a c + s Z_k.  Per coordinate, the mean of the m draws has variance a^2 m lambda_i + s^2
+    # under p(D) and the m - 1 deviations from it, s (Z_ki - Zbar_i), have the same density
+    # under both p(D | x0) and p(D), so they cancel: with L_i = log(1 + a^2 m lambda_i / s^2)
+    #   log p(D | x0) - log p(D)
+    #     = sum_i [L_i + m (a c_i + s Zbar_i)^2 / (a^2 m lambda_i + s^2) - m Zbar_i^2] / 2
+    # (0 where lambda_i = 0, :func:`_variances`).  Nothing is subtracted from a signal to recover the noise, and
+    # nothing overflows: the estimate holds for every sigma_n in (0, 1).
+    lam = _variances(cov)
+    c = rng.standard_normal((n, lam.size)) * np.sqrt(lam)
+    zbar = rng.standard_normal((n, lam.size)) / np.sqrt(m)
+    L = np.logaddexp(0.0, np.log(a2m * lam) - 2.0 * np.log(s))
+    mean = np.sqrt(1 - s * s) * c + s * zbar
+    diff = 0.5 * np.sum(L + m * mean * mean / (a2m * lam + s * s) - m * zbar * zbar, axis=1)
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(n))
 
 
