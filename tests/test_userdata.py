@@ -71,6 +71,8 @@ def _write(tmp_path, name, content):
     ("d.json", "{}", None, "unknown format '.json'"),
     ("broken.npy", "not numpy", None, "could not be read"),
     ("one.npy", np.ones((3, 2)), None, "holds 1 distinct point(s)"),
+    # a ragged row is an error, not a header to skip (the second line alone was read as data)
+    ("ragged.csv", "1,2\n3\n4,5\n", None, "the number of columns changed from 2 to 1"),
 ])
 def test_bad_data_files_are_named(tmp_path, capsys, name, content, key, message):
     path = str(tmp_path / name) if content is None else _write(tmp_path, name, content)
@@ -79,6 +81,31 @@ def test_bad_data_files_are_named(tmp_path, capsys, name, content, key, message)
         cli.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("magnitude", [2.0**-664, 1.0, 2.0**664])     # ~1e-200, 1, ~1e200
+def test_prepare_at_any_magnitude(points, magnitude):
+    """The same points scaled by a power of two down to ~1e-200 and up to ~1e200 give the
+    same distinct points at unit size, bit for bit, and reports scaled exactly with them
+    (squared distances near 1e200 overflowed: every pair was a near duplicate and the data
+    one point)."""
+    ref, ref_report = datasets.prepare(points)
+    U, report = datasets.prepare(points * magnitude)
+    assert report.distinct == ref_report.distinct == 28
+    np.testing.assert_array_equal(U, ref)
+    assert report.radius == ref_report.radius * magnitude
+    assert report.separation == ref_report.separation * magnitude
+    assert report.scale == ref_report.scale / magnitude
+
+
+def test_verify_on_collinear_points(tmp_path, capsys):
+    """Ten evenly spaced points on a line (integers): every claim holds.  Claim 6's trend is a
+    mean over 60 starts per c; one start landing near a point at c = 0.1 (0.02 after 0.00 at
+    c = 0.01) had failed it, a rise well inside two binomial standard errors (0.036)."""
+    path = tmp_path / "line.npy"
+    np.save(path, np.arange(20).reshape(10, 2))
+    assert cli.main(["verify", "--quick", "--data", str(path), "--no-progress"]) == 0
+    assert "6 of 6 claims verified" in capsys.readouterr().out
 
 
 def test_key_without_data(capsys):

@@ -89,14 +89,25 @@ def _from_archive(path, key):
 
 
 def _load_text(path, delimiter):
-    for skip in (0, 1):                                  # one header line allowed
-        try:
-            return np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=skip)
-        except ValueError:
-            continue
-    raise ValueError(f"--data {path!r} is not a table of numbers (one point per line, "
-                     f"{'commas' if delimiter else 'spaces'} between coordinates, at most "
-                     f"one header line).")
+    """A table of numbers, one point per line; a first line that is not all numbers is a
+    header.  (Retrying any failure without the first line had read a ragged file's second
+    line alone as the data.)"""
+    import warnings
+    with open(path, errors="replace") as fh:
+        fields = fh.readline().split(delimiter)
+    try:
+        [float(x) for x in fields]
+        header = 0
+    except ValueError:
+        header = 1
+    try:
+        with warnings.catch_warnings():      # an empty file: the caller says so, once
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=delimiter, ndmin=2, skiprows=header)
+    except ValueError as e:
+        raise ValueError(f"--data {path!r} is not a table of numbers (one point per line, "
+                         f"{'commas' if delimiter else 'spaces'} between coordinates, at most "
+                         f"one header line): {str(e).split(';')[0]}") from None
 
 
 @dataclass
@@ -143,6 +154,11 @@ def prepare(X):
     """``(Xd, report)``: the distinct points at unit size, and the :class:`DataReport`."""
     from ..memorization.metrics import nearest_training_points
     n, d = X.shape
+    # first to unit magnitude by a power of two (exact): squared distances of points near
+    # 1e200 overflowed, every pair then counted as a near duplicate and the data as 1 point
+    top = float(np.max(np.abs(X)))
+    pre = 1.0 if top == 0 else float(2.0 ** -np.round(np.log2(top)))
+    X = X * pre
     U = np.unique(X, axis=0)
     duplicates = n - len(U)
     radius = float(np.max(np.linalg.norm(X, axis=1)))
@@ -164,5 +180,6 @@ def prepare(X):
                          f"least 2.")
     spread = float(np.sqrt(np.mean(np.sum((U - U.mean(0)) ** 2, axis=1))))
     scale = 1.0 if spread == 0 else float(2.0 ** -np.round(np.log2(spread)))
-    report = DataReport(n, d, len(U), duplicates, near, radius, separation, scale)
+    report = DataReport(n, d, len(U), duplicates, near, radius / pre, separation / pre,
+                        scale * pre)
     return U * scale, report
