@@ -69,6 +69,20 @@ def test_ensemble_equals_single_process_bit_for_bit(client, method, chunk_size):
     assert res.message == ref.message
 
 
+def test_ensemble_of_no_trajectories_is_the_empty_solve(client, tmp_path):
+    """Q = 0: scoredyn.solve's empty result (shapes, engine), gathered or stored; it had
+    raised about an internal `parts` list."""
+    field, _ = _problem()
+    y0 = np.zeros((0, 2))
+    ref = sd.solve(field, y0, (0.0, 4.0), save_at=[1.0])
+    res = sdd.solve(field, y0, (0.0, 4.0), client=client, save_at=[1.0], progress=False)
+    assert res.engine == ref.engine and res.y.shape == ref.y.shape == (0, 2)
+    assert res.ys.shape == ref.ys.shape == (1, 0, 2) and res.message == ref.message == []
+    stored = sdd.solve(field, y0, (0.0, 4.0), client=client, store=tmp_path / "s",
+                       progress=False)
+    assert stored.load().y.shape == (0, 2)
+
+
 def test_ensemble_with_every_diagnostic_and_a_store(client, tmp_path):
     field, y0 = _problem(q=300)
     kw = dict(method="dopri5", recentre=True, delta=0.05, s_star=2.0, save_at=[1.0, 4.0])

@@ -67,7 +67,8 @@ def solve(field, y0, s_span, *, client=None, workers=None, chunk_size=CHUNK_SIZE
     engine = _engine_for(field, y0, s_span, options)
     options = dict(options, engine=engine)
     y0 = np.ascontiguousarray(y0, dtype=np.float64)
-    bounds = [(i, min(i + chunk_size, len(y0))) for i in range(0, len(y0), chunk_size)]
+    # no trajectories: one empty chunk, so that the result is scoredyn.solve's empty one
+    bounds = [(i, min(i + chunk_size, len(y0))) for i in range(0, len(y0), chunk_size)] or [(0, 0)]
     if store is not None:
         store = os.fspath(store)
         _claim(store, field, y0, s_span, options, chunk_size)
