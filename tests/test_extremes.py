@@ -72,6 +72,24 @@ def test_extreme_sigma_is_finite_and_has_the_right_limits(method, sigma):
         np.testing.assert_allclose(D, np.broadcast_to(data.mean(0), D.shape), atol=1e-15)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_far_queries_at_vanishing_sigma_take_the_nearest_site(backend):
+    """Queries near 1e301 at sigma = 1e-300: the length scale that keeps their squared
+    distances in range takes sigma to 0, whose 1 / (2 sigma^2) is the exact limit (the
+    nearest site, weight 1) and no warning (it raised \"divide by zero\" as an error where
+    warnings are errors, as in EDM's sampler past a step to sigma = 1e-300)."""
+    import warnings
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((10, 2))
+    x = np.array([[4e301, -3e301], [1e300, 1e300], [-2e301, 5e300]])
+    nearest = data[np.argmax(x / 1e300 @ data.T, axis=1)]     # |x| >> |x_i|: the farthest along x
+    f = sd.EmpiricalScore(data, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(f.denoise(x, 1e-300), nearest)
+        np.testing.assert_array_equal(f.weights(x, 1e-300).max(axis=1), 1.0)
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("sigma", [1e-300, 1e-8, 1.0])
 def test_exact_ties_split_evenly(method, sigma):

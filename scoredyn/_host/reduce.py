@@ -97,6 +97,15 @@ class Reduction:
         return shift + np.log(self.lsum)
 
 
+def inverse_two_sigma2(sigma):
+    """``1 / (2 sigma^2)``, ``inf`` where that overflows: below sigma ~ 1e-154, and where the
+    queries' length scale (:func:`scoredyn._validation.length_scale`, for queries near
+    1e300) has taken a tiny sigma to 0 — the exact limit in both cases, the nearest site's
+    weight 1."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return 0.5 / sigma / sigma
+
+
 def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     """Posterior mean, log-normaliser and two nearest sites for every query.
 
@@ -116,8 +125,7 @@ def posterior_reduce(prep, Y, alpha, sigma, *, want_top2=False, method="auto"):
     """
     q = Y.shape[0]
     d = prep.d
-    with np.errstate(over="ignore"):
-        inv2s2 = 0.5 / sigma / sigma
+    inv2s2 = inverse_two_sigma2(sigma)
     if method == "auto":
         method = "direct" if d <= DIRECT_MAX_D else "gemm"
     i1 = np.empty(q, np.int64)
@@ -291,8 +299,7 @@ def posterior_reduce_numpy(prep, Y, alpha, sigma, *, want_top2=False):
     """
     q, d = Y.shape
     X = prep.X
-    with np.errstate(over="ignore"):
-        inv2s2 = 0.5 / sigma / sigma
+    inv2s2 = inverse_two_sigma2(sigma)
     mean = np.empty((q, d))
     dmin, lsum, d1, d2 = (np.empty(q) for _ in range(4))
     i1, i2 = np.empty(q, np.int64), np.empty(q, np.int64)
