@@ -56,6 +56,22 @@ def test_score_and_jacobian_match_finite_differences(kind):
     np.testing.assert_allclose(gm.noise(x, sigma, alpha), -sigma * gm.score(x, sigma, alpha), rtol=1e-14)
 
 
+@pytest.mark.parametrize("x, expected", [
+    ([1e8, 0.0], [0.5, 0.5]),        # one-hot responsibilities: (I - sigma^2 P_1), exactly
+    ([1e12, 0.0], [0.5, 0.5]),
+    ([1.5, 0.3], [1.0625, 0.5]),     # on the bisector: + Var(sigma g_x) = 0.75^2
+    ([1.5, 1e200], [1.0625, 0.5]),
+])
+def test_jacobian_of_far_queries(x, expected):
+    """Two unit-variance components at (0, 0) and (3, 0), sigma = 1: the Jacobian is
+    diag(1/2, 1/2) where one component takes all the weight and diag(1/2 + 9/16, 1/2) on
+    the bisector, however far out.  Formed from r r^T of sigma g_k ~ |x| / sigma it came out
+    0 instead of 1/2 at |x| = 1e8 (the terms swamped I - sigma^2 P) and NaN at 1e200."""
+    gm = sd.GaussianMixture([[0.0, 0.0], [3.0, 0.0]], [1.0, 1.0])
+    np.testing.assert_allclose(gm.jacobian(np.array([x]), 1.0)[0], np.diag(expected),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("sigma", [1e-4, 0.3, 5.0])
 def test_point_mass_mixture_is_the_empirical_field(sigma):
     rng = np.random.default_rng(2)

@@ -680,16 +680,45 @@ class GaussianMixture(ScoreField):
         """
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         q, d = x64.shape
-        groups = _groups(sigma, alpha)
-        rho = self._responsibilities(x64, sigma, alpha, groups)
-        J = np.broadcast_to(np.eye(d), (q, d, d)).copy()
-        gbar = np.zeros((q, d))
-        for k in range(self.n_components):
-            r = self._component(k, x64, sigma, alpha, groups, power=1)[2]   # sigma g_k
-            gbar += rho[:, k, None] * r
-            J += rho[:, k, None, None] * (r[:, :, None] * r[:, None, :]
-                                          - self._sigma2_precision(k, sigma, alpha))
-        J -= gbar[:, :, None] * gbar[:, None, :]
+        rho = self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha))     # (Q, K)
+        s2p = np.stack([self._sigma2_precision(k, sigma, alpha)
+                        for k in range(self.n_components)])                 # sigma^2 P_k
+        J = np.eye(d) - np.einsum("qk,kqij->qij", rho, s2p)
+        # sigma^2 H adds the covariance, under rho, of sigma g_k = -sigma P_k u_k.  Formed
+        # as sum_k rho_k r_k r_k^T - rbar rbar^T, its terms grow like (|x| / sigma)^2: past
+        # |x| / sigma ~ 1e8 they swamped I - sigma^2 P (the Jacobian of a far query came out
+        # 0 instead of 1/2), past ~1e154 they overflowed.  Covariance is shift-invariant:
+        # about the most responsible component m, with u_m = x - alpha mu_m,
+        #   Delta_k = sigma (g_k - g_m) = -[(s2p_k - s2p_m) u_m + alpha s2p_k (mu_m - mu_k)] / sigma,
+        # exactly 0 for a component equal to m and moderate wherever rho_k is not 0 (far out
+        # only components whose precisions agree along x keep any weight).
+        rows = np.arange(q)
+        m = np.argmax(rho, axis=1)
+        u_m = x64 - alpha[:, None] * self.means[m]
+        s2p_m = s2p[m, rows]
+        drift = np.zeros((q, d))                    # sum_k rho_k Delta_k = rbar - r_m
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(self.n_components):
+                live = rho[:, k] > 0
+                if not np.any(live):
+                    continue
+                dmu = alpha[live, None] * (self.means[m[live]] - self.means[k])
+                delta = np.zeros((q, d))
+                delta[live] = -(np.einsum("qij,qj->qi", s2p[k][live] - s2p_m[live], u_m[live])
+                                + np.einsum("qij,qj->qi", s2p[k][live], dmu)) / sigma[live, None]
+                w = np.sqrt(rho[:, k])[:, None] * delta
+                J += w[:, :, None] * w[:, None, :]
+                drift += rho[:, k, None] * delta
+            J -= drift[:, :, None] * drift[:, None, :]
+        bad = ~np.all(np.isfinite(J), axis=(1, 2))
+        if np.any(bad):
+            # a component with weight left although its g differs from m's beyond float64
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"jacobian: {int(bad.sum())} of {q} queries are too far from the components "
+                f"for the covariance of sigma g_k (~ |x| / sigma) to stay in float64's range "
+                f"(query {i}: largest coordinate {np.max(np.abs(x64[i])):.3g}, sigma = "
+                f"{sigma[i]:.3g}); not supported.")
         return (J / alpha[:, None, None]).astype(dt)
 
     def _sigma2_precision(self, k, sigma, alpha):
