@@ -56,6 +56,21 @@ def test_score_and_jacobian_match_finite_differences(kind):
     np.testing.assert_allclose(gm.noise(x, sigma, alpha), -sigma * gm.score(x, sigma, alpha), rtol=1e-14)
 
 
+@pytest.mark.parametrize("cov", [[1.0, 1.0], [[1.0, 2.0], [1.0, 2.0]], [np.eye(2), np.eye(2)]],
+                         ids=["isotropic", "diagonal", "full"])
+@pytest.mark.parametrize("far", [1e16, 1e30, 1e60, 1e100, 1e150])
+def test_weights_of_far_queries(cov, far):
+    """Components at (0, 0) and (3, 0) with equal covariances: a query at (far, 0) belongs to
+    the second (log-odds 3 far / c), one on the bisector x = 1.5 to both equally.  Their
+    quadratic forms ~far^2 rounded the difference away: 1/2 each from far = 1e60 (isotropic,
+    diagonal: beyond the relative form's range) and from 1e30 (full form)."""
+    gm = sd.GaussianMixture([[0.0, 0.0], [3.0, 0.0]], cov)
+    np.testing.assert_array_equal(gm.weights(np.array([[far, 0.0], [-far, 0.0]]), 1.0),
+                                  [[0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(gm.weights(np.array([[1.5, far]]), 1.0), [[0.5, 0.5]],
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("x, expected", [
     ([1e8, 0.0], [0.5, 0.5]),        # one-hot responsibilities: (I - sigma^2 P_1), exactly
     ([1e12, 0.0], [0.5, 0.5]),

@@ -668,7 +668,66 @@ class GaussianMixture(ScoreField):
             rho[dead] = 0.0
             for k, wk in self._far_limit(x[dead], sigma[dead], alpha[dead]).items():
                 rho[dead, k] = wk
+        # rows whose quadratic forms z are so large that their rounding (gamma_{d+3} z)
+        # exceeds FAR_LOGIT_TOL in a logit: beyond _far's range (and for the full and
+        # low-rank forms, which it does not serve) the differences between components were
+        # lost (two unit components at 0 and 3 weighed 1/2 each at x = 1e60)
+        # (within FAR_SIGMA, where the matrices sigma^2 C_k^{-1} the relative form uses are
+        # normal numbers; outside it the ratio forms of _component stand)
+        from .._host.reduce import FAR_LOGIT_TOL, _gamma
+        zmax = np.max(np.stack([z for _, z, _, _ in parts], axis=1), axis=1)
+        with np.errstate(over="ignore"):
+            coarse = np.flatnonzero(
+                (_gamma(self.dim + 3) * zmax > FAR_LOGIT_TOL) & np.isfinite(zmax)
+                & (self.n_components > 1) & (sigma > FAR_SIGMA[0]) & (sigma < FAR_SIGMA[1])
+                & (alpha * alpha * self._largest_variance < FAR_SIGMA[1] * sigma * sigma))
+        if coarse.size:
+            rho[coarse] = self._relative_responsibilities(
+                x[coarse], sigma[coarse], alpha[coarse],
+                np.stack([base for base, _, _, _ in parts], axis=1)[coarse],
+                np.argmax(logits[coarse], axis=1), rho[coarse])
         return rho
+
+    @property
+    def _largest_variance(self):
+        """An upper bound on every component's variance along any direction."""
+        if self.covariance_type == "full":
+            return float(np.max(self.eigenvalues, initial=0.0))
+        v = self._variance_max
+        if self.factors is not None:
+            v += float(np.max(np.einsum("kjr,kjr->k", self.factors, self.factors), initial=0.0))
+        return v
+
+    def _relative_responsibilities(self, x, sigma, alpha, base, m, rho):
+        """Responsibilities from logits relative to component ``m`` (per row), rows whose
+        quadratic forms are too large for their differences to survive rounding.
+
+        With ``S_k = sigma^2 C_k^{-1}`` (:meth:`_sigma2_precision`), ``u_m = x - alpha mu_m``
+        and ``delta_k = alpha (mu_m - mu_k)`` (so ``u_k = u_m + delta_k``),
+        ``sigma^2 (z_k - z_m) = u_m^T (S_k - S_m) u_m + 2 delta_k^T S_k u_m + delta_k^T S_k
+        delta_k``: each term is formed directly, exactly 0 where component k has m's
+        covariance, so the error scales with the components' differences, not with
+        ``|u|^2``.  A row whose relative logits do not come out finite keeps ``rho``."""
+        q = x.shape[0]
+        rows = np.arange(q)
+        s2p = np.stack([self._sigma2_precision(k, sigma, alpha)
+                        for k in range(self.n_components)])
+        u_m = x - alpha[:, None] * self.means[m]
+        s2p_m = s2p[m, rows]
+        rel = np.empty((q, self.n_components))
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for k in range(self.n_components):
+                delta = alpha[:, None] * (self.means[m] - self.means[k])
+                Su = np.einsum("qij,qj->qi", s2p[k], u_m)
+                dz = (np.einsum("qi,qij,qj->q", u_m, s2p[k] - s2p_m, u_m)
+                      + 2.0 * np.einsum("qi,qi->q", delta, Su)
+                      + np.einsum("qi,qij,qj->q", delta, s2p[k], delta))
+                rel[:, k] = base[:, k] - base[rows, m] - 0.5 * (dz / sigma) / sigma
+            top = np.max(rel, axis=1, keepdims=True)
+            e = np.exp(rel - top)
+            out = e / e.sum(axis=1, keepdims=True)
+        good = np.all(np.isfinite(out), axis=1)
+        return np.where(good[:, None], out, rho)
 
     def jacobian(self, x, sigma, alpha=1.0):
         """Jacobian of the denoiser ``(x + sigma^2 grad log p_t) / alpha``, shape (Q, d, d)
