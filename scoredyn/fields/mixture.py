@@ -748,7 +748,8 @@ class GaussianMixture(ScoreField):
         # |x| / sigma ~ 1e8 they swamped I - sigma^2 P (the Jacobian of a far query came out
         # 0 instead of 1/2), past ~1e154 they overflowed.  Covariance is shift-invariant:
         # about the most responsible component m, with u_m = x - alpha mu_m,
-        #   Delta_k = sigma (g_k - g_m) = -[(s2p_k - s2p_m) u_m + alpha s2p_k (mu_m - mu_k)] / sigma,
+        #   Delta_k = sigma (g_k - g_m)
+        #           = -[(s2p_k - s2p_m) u_m + alpha s2p_k (mu_m - mu_k)] / sigma,
         # exactly 0 for a component equal to m and moderate wherever rho_k is not 0 (far out
         # only components whose precisions agree along x keep any weight).
         rows = np.arange(q)

@@ -170,8 +170,8 @@ def leakage_monte_carlo(cov, sigma_n, m, n=20000, *, rng=None):
     # under both p(D | x0) and p(D), so they cancel: with L_i = log(1 + a^2 m lambda_i / s^2)
     #   log p(D | x0) - log p(D)
     #     = sum_i [L_i + m (a c_i + s Zbar_i)^2 / (a^2 m lambda_i + s^2) - m Zbar_i^2] / 2
-    # (0 where lambda_i = 0, :func:`_variances`).  Nothing is subtracted from a signal to recover the noise, and
-    # nothing overflows: the estimate holds for every sigma_n in (0, 1).
+    # (0 where lambda_i = 0, :func:`_variances`).  Nothing is subtracted from a signal to
+    # recover the noise, and nothing overflows: the estimate holds for every sigma_n in (0, 1).
     lam = _variances(cov)
     c = rng.standard_normal((n, lam.size)) * np.sqrt(lam)
     zbar = rng.standard_normal((n, lam.size)) / np.sqrt(m)
