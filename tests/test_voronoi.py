@@ -145,3 +145,16 @@ def test_sufficient_time_monotone():
     assert sufficient_time(1000, 2.0, 0.1, 0.5) > a
     assert sufficient_time(1, 2.0, 0.1, 0.5) == -np.inf
     assert min_separation(np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])) == 5.0
+
+
+@pytest.mark.parametrize("k", [-1000, -664, 664, 1000])
+def test_voronoi_segments_at_any_scale(k):
+    """The edges of data scaled by 2^k (about 1e-300 to 1e300, exact) are the unit-size
+    edges times 2^k, bit for bit.  Near 1e200 the coordinates' products overflowed; near
+    1e-200 the absolute parallel-bisector test took every bisector for parallel (15 edges
+    instead of 10)."""
+    X = np.random.default_rng(0).standard_normal((6, 2))
+    ref = V.voronoi_segments(X, (-3, 3, -3, 3))
+    c = 2.0 ** k
+    np.testing.assert_array_equal(V.voronoi_segments(X * c, (-3 * c, 3 * c, -3 * c, 3 * c)) / c,
+                                  ref)

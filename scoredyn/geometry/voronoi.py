@@ -295,6 +295,11 @@ def voronoi_segments(data, bounds):
     if not (np.all(np.isfinite([xmin, xmax, ymin, ymax])) and xmin < xmax and ymin < ymax):
         raise ValueError(f"`bounds` must be finite with xmin < xmax and ymin < ymax; got "
                          f"{(xmin, xmax, ymin, ymax)}.")
+    # at unit size (a power of two: exact): the products of coordinates below overflowed
+    # for data near 1e200, and the parallel-bisector test is absolute
+    c = length_scale(X, np.array([xmin, xmax, ymin, ymax]))
+    if c != 1.0:
+        return voronoi_segments(X * c, (xmin * c, xmax * c, ymin * c, ymax * c)) / c
     diag = np.hypot(xmax - xmin, ymax - ymin)
     segs = []
     n = X.shape[0]
