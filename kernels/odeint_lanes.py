@@ -36,7 +36,7 @@ from .trajectory import (OUT_BOUNDARY_DISTANCE,
                          OUT_NEAREST_D2, OUT_NFEV, OUT_STATUS, REG_EMPIRICAL_BAYES, REG_TIKHONOV,
                          STATUS_MAX_STEPS, STATUS_NONFINITE, STATUS_RUNNING, STATUS_STEP_UNDERFLOW,
                          STATUS_SUCCESS)
-from .scalar import (LAWSON_MAX_STEP, LOG_ERROLD_START, accept_step_exponent_cpu,
+from .scalar import (LAWSON_MAX_STEP, LOG_ERROLD_START, STEP_RESOLUTION, accept_step_exponent_cpu,
                      dense_weight_cpu, empirical_bayes_exponent_cpu, error_ratio_cpu,
                      next_log_errold_cpu, reject_step_exponent_cpu, softmax_exponent_cpu,
                      tikhonov_shrink_cpu)
@@ -396,7 +396,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, Y0, grid, save_slot, seg_steps, A, B, E, 
                         h[b] = min(h[b], s_end - s[b])
                         if lawson:
                             h[b] = min(h[b], LAWSON_MAX_STEP)
-                        if h[b] <= 1e-14 * max(1.0, abs(s[b])):
+                        if h[b] <= STEP_RESOLUTION * max(1.0, abs(s[b])):
                             stat[b] = STATUS_STEP_UNDERFLOW
                         sg[b] = 0
                     else:

@@ -134,6 +134,11 @@ def dense_weight(th, p0, p1, p2, p3):
     return th * (p0 + th * (p1 + th * (p2 + th * p3)))
 
 
+#: a step at or below STEP_RESOLUTION max(1, |s|) cannot advance s (s + h == s to within a
+#: few ulps): the adaptive loops end such a step with STATUS_STEP_UNDERFLOW, and solve()
+#: refuses such a fixed step
+STEP_RESOLUTION = 1e-14
+
 #: largest step of an adaptive generalized Lawson method: e^{c_j h} stays far from overflow
 LAWSON_MAX_STEP = 64.0
 

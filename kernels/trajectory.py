@@ -45,7 +45,7 @@ builds and reads them by name.
 """
 import math
 
-from .scalar import LAWSON_MAX_STEP, LOG_ERROLD_START
+from .scalar import LAWSON_MAX_STEP, LOG_ERROLD_START, STEP_RESOLUTION
 
 REG_NONE, REG_TIKHONOV, REG_EMPIRICAL_BAYES = 0, 1, 2
 STATUS_RUNNING, STATUS_SUCCESS, STATUS_MAX_STEPS, STATUS_STEP_UNDERFLOW, STATUS_NONFINITE = (
@@ -225,7 +225,7 @@ def advance(q, X, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg, 
             if lawson:
                 h = min(h, LAWSON_MAX_STEP)
                 lawson_growth(C, S, h, growth)
-            if h <= 1e-14 * max(1.0, abs(s)):
+            if h <= STEP_RESOLUTION * max(1.0, abs(s)):
                 stat = STATUS_STEP_UNDERFLOW
                 break
             # the step that reaches s_end ends there exactly: s + (s_end - s) can round

@@ -10,11 +10,12 @@
   shifts log-time by log c, and a power of two changes no digit).
 """
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import as_data
+from .._validation import as_data, length_scale
 
 #: points closer than this fraction of the data's radius are one point for the ODE: the
 #: dynamics resolve |y - x_i| only to ~1e-16 |x_i| in float64
@@ -92,7 +93,6 @@ def _load_text(path, delimiter):
     """A table of numbers, one point per line; a first line that is not all numbers is a
     header.  (Retrying any failure without the first line had read a ragged file's second
     line alone as the data.)"""
-    import warnings
     with open(path, errors="replace") as fh:
         fields = fh.readline().split(delimiter)
     try:
@@ -154,10 +154,9 @@ def prepare(X):
     """``(Xd, report)``: the distinct points at unit size, and the :class:`DataReport`."""
     from ..memorization.metrics import nearest_training_points
     n, d = X.shape
-    # first to unit magnitude by a power of two (exact): squared distances of points near
-    # 1e200 overflowed, every pair then counted as a near duplicate and the data as 1 point
-    top = float(np.max(np.abs(X)))
-    pre = 1.0 if top == 0 else float(2.0 ** -np.round(np.log2(top)))
+    # outside the ordinary range, first to unit magnitude by a power of two (exact): squared
+    # distances of points near 1e200 overflowed, every pair then counted as a near duplicate
+    pre = length_scale(X)
     X = X * pre
     U = np.unique(X, axis=0)
     duplicates = n - len(U)

@@ -17,16 +17,22 @@ import numpy as np
 from .._validation import as_count, as_scalar, as_steps
 
 
+def _numbers(value, name):
+    """``value`` as a float array, or a ValueError naming ``name``."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number or an array of numbers; got "
+                         f"{value!r}.") from None
+
+
 def _times(method):
     """Check a schedule method's ``t`` — numbers, none negative or NaN: the forward process
     starts at t = 0, where ``sigma = 0`` (``+inf`` is its end) — and pass it on as a float
     array; a log of ``sigma(0) = 0`` is ``-inf`` without a warning."""
     @functools.wraps(method)
     def checked(self, t, *args):
-        try:
-            t = np.asarray(t, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"`t` must be a number or an array of numbers; got {t!r}.") from None
+        t = _numbers(t, "t")
         bad = ~(t >= 0)
         if np.any(bad):
             raise ValueError(f"`t` must be non-negative (the schedule starts at t = 0); got "
@@ -41,11 +47,7 @@ def _log_snrs(method):
     float array."""
     @functools.wraps(method)
     def checked(self, lam):
-        try:
-            lam = np.asarray(lam, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"`lam` must be a number or an array of numbers; got {lam!r}.") \
-                from None
+        lam = _numbers(lam, "lam")
         if np.any(np.isnan(lam)):
             raise ValueError("`lam` must not be NaN.")
         with np.errstate(over="ignore"):

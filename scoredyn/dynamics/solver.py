@@ -23,6 +23,7 @@ from .._validation import as_scalar, kernel_array
 from ..backend import is_cupy, like, to_host
 from .engines import STATUS_MESSAGES, Problem, SolveResult, choose  # noqa: F401 (re-exported)
 from ..fields.base import ScoreField
+from ..kernels.scalar import STEP_RESOLUTION
 from .integrators import get_method
 
 
@@ -75,13 +76,12 @@ def _validate(field, y0, s_span, method, h, rtol, atol, save_at, max_steps, delt
     if not span[1] > span[0]:
         raise ValueError(f"`s_span` must be increasing (s0 < s1); got ({span[0]:g}, {span[1]:g}).")
     meth, h, rtol, atol = method_options(method, h, rtol, atol)
-    # a step below the resolution of s cannot advance it (s + h == s), and the number of steps
-    # it implies overflows a step count: the adaptive methods end such a step with
-    # STATUS_STEP_UNDERFLOW, a fixed step is refused here (same rule)
-    resolution = 1e-14 * max(1.0, abs(span[0]), abs(span[1]))
+    # a fixed step below the resolution of s (the rule by which the adaptive loops report a
+    # step underflow) cannot advance it, and the number of steps it implies overflows a count
+    resolution = STEP_RESOLUTION * max(1.0, abs(span[0]), abs(span[1]))
     if not meth.adaptive and h <= resolution:
         raise ValueError(f"`h` must exceed the resolution of s on s_span ({resolution:.3g} = "
-                         f"1e-14 max(1, |s|)); got {h:g}.")
+                         f"{STEP_RESOLUTION:g} max(1, |s|)); got {h:g}.")
     if save_at is None:
         save = np.empty(0)
     else:

@@ -698,6 +698,15 @@ class GaussianMixture(ScoreField):
             v += float(np.max(np.einsum("kjr,kjr->k", self.factors, self.factors), initial=0.0))
         return v
 
+    def _about(self, m, x, sigma, alpha):
+        """The frame of component ``m`` (Q,) per query, in which :meth:`jacobian` and
+        :meth:`_relative_responsibilities` difference the components: ``(S, u_m, S_m)``,
+        ``S`` (K, Q, d, d) every ``sigma^2 C_k^{-1}`` (:meth:`_sigma2_precision`), ``u_m =
+        x - alpha mu_m`` (Q, d) and ``S_m`` (Q, d, d)."""
+        s2p = np.stack([self._sigma2_precision(k, sigma, alpha)
+                        for k in range(self.n_components)])
+        return s2p, x - alpha[:, None] * self.means[m], s2p[m, np.arange(x.shape[0])]
+
     def _relative_responsibilities(self, x, sigma, alpha, base, m, rho):
         """Responsibilities from logits relative to component ``m`` (per row), rows whose
         quadratic forms are too large for their differences to survive rounding.
@@ -710,10 +719,7 @@ class GaussianMixture(ScoreField):
         ``|u|^2``.  A row whose relative logits do not come out finite keeps ``rho``."""
         q = x.shape[0]
         rows = np.arange(q)
-        s2p = np.stack([self._sigma2_precision(k, sigma, alpha)
-                        for k in range(self.n_components)])
-        u_m = x - alpha[:, None] * self.means[m]
-        s2p_m = s2p[m, rows]
+        s2p, u_m, s2p_m = self._about(m, x, sigma, alpha)
         rel = np.empty((q, self.n_components))
         with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             for k in range(self.n_components):
@@ -740,8 +746,8 @@ class GaussianMixture(ScoreField):
         x64, sigma, alpha, dt = self._prepare(x, sigma, alpha)
         q, d = x64.shape
         rho = self._responsibilities(x64, sigma, alpha, _groups(sigma, alpha))     # (Q, K)
-        s2p = np.stack([self._sigma2_precision(k, sigma, alpha)
-                        for k in range(self.n_components)])                 # sigma^2 P_k
+        m = np.argmax(rho, axis=1)
+        s2p, u_m, s2p_m = self._about(m, x64, sigma, alpha)                 # sigma^2 P_k, ...
         J = np.eye(d) - np.einsum("qk,kqij->qij", rho, s2p)
         # sigma^2 H adds the covariance, under rho, of sigma g_k = -sigma P_k u_k.  Formed
         # as sum_k rho_k r_k r_k^T - rbar rbar^T, its terms grow like (|x| / sigma)^2: past
@@ -752,10 +758,6 @@ class GaussianMixture(ScoreField):
         #           = -[(s2p_k - s2p_m) u_m + alpha s2p_k (mu_m - mu_k)] / sigma,
         # exactly 0 for a component equal to m and moderate wherever rho_k is not 0 (far out
         # only components whose precisions agree along x keep any weight).
-        rows = np.arange(q)
-        m = np.argmax(rho, axis=1)
-        u_m = x64 - alpha[:, None] * self.means[m]
-        s2p_m = s2p[m, rows]
         drift = np.zeros((q, d))                    # sum_k rho_k Delta_k = rbar - r_m
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(self.n_components):

@@ -282,7 +282,7 @@ def _adaptive(rhs, y0, grid, slot, meth, h0, rtol, atol, max_steps, ys, n_steps,
         hi = np.minimum(h[idx], target - si)
         if meth.lawson:
             hi = np.minimum(hi, meth.MAX_STEP)
-        tiny = hi <= 1e-14 * np.maximum(1.0, np.abs(si))
+        tiny = hi <= scalar.STEP_RESOLUTION * np.maximum(1.0, np.abs(si))
         if np.any(tiny):
             status[idx[tiny]] = STATUS_STEP_UNDERFLOW
             active[idx[tiny]] = False
