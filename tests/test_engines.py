@@ -11,8 +11,17 @@ from .test_ode import authors_data
 CPU_ENGINES = ("numpy", "numba", "numba-lanes", "batched")
 
 
+def _data(name):
+    """The authors' N = 20, or N = 300 points (the lane kernel's one-pass sums from
+    ``odeint_lanes.WINDOW_MIN_N`` = 128 on)."""
+    if name == "authors":
+        return authors_data()
+    return np.random.default_rng(14).standard_normal((300, 2))
+
+
+@pytest.mark.parametrize("data", ["authors", "n300"])
 @pytest.mark.parametrize("method", ["dopri5", "gl-dopri5"])
-def test_every_engine_takes_the_same_steps(method):
+def test_every_engine_takes_the_same_steps(method, data):
     """One scheme on every engine: the same error norm, PI controller, end-of-span rule and
     dense output, so equal step, rejection and evaluation counts per trajectory.
 
@@ -29,7 +38,7 @@ def test_every_engine_takes_the_same_steps(method):
     to the bound <= 0.14), four orders below the ~rtol = 1e-6 by which a change in the step
     sequence would move a state — so the bound also proves the steps equal.
     """
-    field = sd.EmpiricalScore(authors_data())
+    field = sd.EmpiricalScore(_data(data))
     y0 = 1.5 * np.random.default_rng(11).standard_normal((40, 2))
     kw = dict(method=method, rtol=1e-6, atol=1e-8, save_at=[1.0, 4.5])
     res = {e: sd.solve(field, y0, (0.0, 8.0), engine=e, **kw) for e in CPU_ENGINES}
@@ -49,8 +58,9 @@ def test_every_engine_takes_the_same_steps(method):
         assert excess.max() <= 1.0, (name, excess.max())
 
 
+@pytest.mark.parametrize("data", ["authors", "n300"])
 @pytest.mark.parametrize("engine", ["numba", "numba-lanes"])
-def test_the_result_does_not_depend_on_the_thread_count(engine):
+def test_the_result_does_not_depend_on_the_thread_count(engine, data):
     """The compiled loops hand out work items sized by Q and the thread count (300
     trajectories: one lane work item of 320 on one thread, two of 192 on two); a
     trajectory's arithmetic is the same in every lane and work item, so the bits are too."""
@@ -58,7 +68,7 @@ def test_the_result_does_not_depend_on_the_thread_count(engine):
     from dataclasses import fields
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only: nothing to vary")
-    field = sd.EmpiricalScore(authors_data())
+    field = sd.EmpiricalScore(_data(data))
     y0 = 1.5 * np.random.default_rng(12).standard_normal((300, 2))
     before = numba.get_num_threads()
     runs = []
