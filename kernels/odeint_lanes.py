@@ -20,7 +20,7 @@ softmax: results agree with the one-trajectory kernel to rounding (adaptive
 step sequences to ~1e-9 relative, since the error norm is a difference of
 nearly equal stages).
 
-From :data:`WINDOW_MIN_N` data points on (d = 2) the layout turns around: each lane's
+From ``sizes.ONE_PASS_MIN_N`` data points on (d = 2) the layout turns around: each lane's
 sums are one pass over the data, vectorised along the data (:func:`_one_pass_sums`).
 The shift of its exponents comes from the lane's previous evaluation by the triangle
 inequality instead of a first pass, and the pass covers only the data that can carry
@@ -36,7 +36,7 @@ from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N, wide_vectors
 from .launch import run_chunks
-from .sizes import LANES
+from .sizes import LANES, ONE_PASS_D, ONE_PASS_MIN_N, one_pass
 from .mathfn import (_float64_bits_as_int64, _int64_bits_as_float64, exp_any,
                      exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into)
 from .odeint import CPU
@@ -56,14 +56,14 @@ _config = CPU["config"]
 
 #: most trajectories per parallel work item (LANES: advanced together by one thread)
 CHUNK = 1024
-#: the lane right-hand side's one-pass sums (:func:`_one_pass_sums`, d = 2) serve from this
-#: many data points on; below, the data are too few to fill its vectors along them
-WINDOW_MIN_N = 128
 #: a lane's one-pass sums are refused (and formed by :func:`_exact_lane`) when their shift
 #: lies more than this below the nearest point's exponent: the weights' exponents then carry
 #: a few u (16 + dmin inv + x) of rounding, against the exact shift's few u (dmin inv + x)
 #: (the distances' own rounding, 2 u dist inv, is common to both)
 WINDOW_MAX_SHIFT = 16.0
+#: the one-pass sums neglect the data whose exponent lies below -WINDOW_NEGLECT (together
+#: less than N e^-64 of the weights' sum; :func:`_one_pass_sums`)
+WINDOW_NEGLECT = 80.0
 #: largest ``shift * inv`` of the one-pass sums: no exponent then exceeds ~1e-3 (the most
 #: a distance below the shift can be, by its rounding), far from exp's overflow at 709
 WINDOW_MAX_SCALE = 2.0 ** 40
@@ -84,8 +84,8 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
               near, near_d2, XS, perm, axis, ref):
     """``out[:, b] = -r (Y[:, b] - D(Y[:, b]; e^{-s_b}))`` for every lane b.
 
-    The softmax sums come from :func:`_one_pass_sums` (d = 2, N >= :data:`WINDOW_MIN_N`)
-    or :func:`_two_pass_sums`; :func:`_finish` applies the regularization.
+    The softmax sums come from :func:`_one_pass_sums` (``sizes.one_pass``) or
+    :func:`_two_pass_sums`; :func:`_finish` applies the regularization.
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
     B = Y.shape[1]
     for b in range(B):
         inv[b] = 0.5 * exp_any(2.0 * s[b])
-    if d == 2 and n >= WINDOW_MIN_N:
+    if d == ONE_PASS_D and n >= ONE_PASS_MIN_N:      # sizes.one_pass
         _one_pass_sums(XS, perm, axis, Y, inv, ref, out, dmin, lsum, want_nearest, near,
                        near_d2, dist.reshape(dist.size))
     else:
@@ -315,7 +315,7 @@ def _windowed_lane(x0, x1, p, perm, y0, y1, ya, ib, m, want_nearest, vs):
     """
     if not (ib > 0.0 and ib < np.inf and m * ib <= WINDOW_MAX_SCALE):
         return False, 0.0, 0.0, 0.0, 0.0, -1
-    lo, hi = _window(p, ya, (m + 709.0 / ib) * WINDOW_ABOVE)
+    lo, hi = _window(p, ya, (m + WINDOW_NEGLECT / ib) * WINDOW_ABOVE)
     w0 = x0[lo:hi]         # views from 0: numba then knows no index is negative, so the
     w1 = x1[lo:hi]         # loads are plain vector loads (from lo, they were gathers)
     total = 0.0
@@ -400,9 +400,13 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
     integer minimum vectorises) and the weighted sums.
 
     The pass runs over the data sorted along one coordinate (``XS[axis]``), and only over
-    the run whose squared gap along it is within ``thr = m + 709 / inv`` (:func:`_window`):
-    any other point's exponent is below -708, so its weight would be exactly 0
-    (:func:`exp_nonpos`).  Late in the flow the run is a few points.
+    the run whose squared gap along it is within ``thr = m + WINDOW_NEGLECT / inv``
+    (:func:`_window`): any other point's exponent is below -WINDOW_NEGLECT = -80, so its
+    weight is below ``e^-64`` times the nearest point's (whose exponent is at least
+    ``-WINDOW_MAX_SHIFT``), and all of them together move ``D`` by less than
+    ``2 N e^-64 max|x| = 3e-28 N max|x|``: below the rounding for any N under 10^11.  From
+    s ~ 1 on (N = 1000 standard normal points) the run leaves points out; late in the flow
+    it is a few points.
 
     A lane's shift is refused unless ``0 < inv < inf``, ``m inv <= WINDOW_MAX_SCALE`` and,
     after the pass, ``(dmin - m) inv <= WINDOW_MAX_SHIFT``.  The first two keep every
@@ -928,22 +932,23 @@ def work_arrays(d, n, n_stages):
     Returns
     -------
     tuple
-        ``(fl, it, st, G, ca, growth, decay, dist, vec, bth, scratch, ref)``: per-lane float rows
-        (19, LANES) and integer rows (14, LANES; trajectory indices start at -1, no
-        trajectory), the states ``u``, stage argument and update (3, d, LANES), the stages
-        (S, d, LANES), the combination weights (S, LANES), the Lawson factors ``e^{c_j h}``
-        (S, LANES) and ``e^{-c_j h}``, ``e^{-h}`` (S + 1, LANES), the distances
-        (n, LANES), four (d,) vectors, the dense-output weights (S,) and the one-trajectory
-        right-hand side's tile (TILE_N,), and the right-hand side's reference states
-        (d + 1, LANES; :func:`_lane_rhs`, none yet).
+        ``(fl, it, st, G, ca, growth, decay, dist, vec, bth, scratch, ref)``: per-lane
+        float rows (19, LANES) and integer rows (14, LANES; trajectory indices start at -1,
+        no trajectory), the states ``u``, stage argument and update (3, d, LANES), the
+        stages (S, d, LANES), the combination weights (S, LANES), the Lawson factors
+        ``e^{c_j h}`` (S, LANES) and ``e^{-c_j h}``, ``e^{-h}`` (S + 1, LANES), the
+        distances (n, LANES; (n, 1) for the one-pass sums, which need n numbers), four (d,)
+        vectors, the dense-output weights (S,), the one-trajectory right-hand side's tile
+        (TILE_N,) and the right-hand side's reference states (d + 1, LANES;
+        :func:`_lane_rhs`; none yet).
     """
     L = LANES
     it = np.zeros((14, L), np.int64)
     it[1] = -1
     return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
-            np.empty((n, L)), np.zeros((4, d)), np.empty(n_stages), np.empty(TILE_N),
-            np.vstack([np.zeros((d, L)), np.full((1, L), -1.0)]))
+            np.empty((n, 1 if one_pass(d, n) else L)), np.zeros((4, d)), np.empty(n_stages),
+            np.empty(TILE_N), np.vstack([np.zeros((d, L)), np.full((1, L), -1.0)]))
 
 
 def lane_chunk_size(nq):

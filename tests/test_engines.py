@@ -13,7 +13,7 @@ CPU_ENGINES = ("numpy", "numba", "numba-lanes", "batched")
 
 def _data(name):
     """The authors' N = 20, or N = 300 points (the lane kernel's one-pass sums from
-    ``odeint_lanes.WINDOW_MIN_N`` = 128 on)."""
+    ``sizes.ONE_PASS_MIN_N`` = 128 on)."""
     if name == "authors":
         return authors_data()
     return np.random.default_rng(14).standard_normal((300, 2))
@@ -120,7 +120,9 @@ def test_the_automatic_choice(q, kw, expected):
 
 @pytest.mark.parametrize("n,d,q,backend,expected", [
     (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
-    (LANE_MAX_N + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
+    (LANE_MAX_N + 1, 3, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
+    (BATCHED_MIN_ND, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),  # d = 2: one pass
+    (BATCHED_MIN_ND, 2, BATCHED_MIN_Q, "numba", "batched"),   # ... needs 2 lane sets
     (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES - 1, "numba", "numba"),     # few trajectories
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "auto", "batched"),          # large data
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numba", "batched"),         # same family
@@ -130,7 +132,8 @@ def test_the_automatic_choice(q, kw, expected):
 ])
 def test_the_automatic_choice_by_size(monkeypatch, n, d, q, backend, expected):
     """The measured crossovers (scoredyn.dynamics.engines): the batched engine's GEMM stages
-    for large data, else lanes up to LANE_MAX_N points, else one trajectory per thread."""
+    for large data, else lanes up to LANE_MAX_N points (at any N in d = 2), else one
+    trajectory per thread."""
     from scoredyn import backend as backend_module
     monkeypatch.setattr(backend_module, "cuda_status", lambda: (False, "no GPU in this test"))
     rng = np.random.default_rng(14)

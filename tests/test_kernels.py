@@ -181,14 +181,17 @@ def _one_pass_tolerance(n, dmin_inv):
     relative weight errors ``eps_j <= u (6 dmin inv + 6 r_j + delta + 2)`` move the weighted
     mean by at most ``2 max|x| sum_j eps_j w_j / sum w``, and with ``w_j / sum w <=
     e^{-r_j}``, ``r e^{-r} <= 1 / e``: ``(12 dmin inv + 2 delta + 4 + 12 N / e) u max|x|``.
-    The sums' order adds ``(2 + 2N) u max|x|``, as in the two passes.
+    The sums' order adds ``(2 + 2N) u max|x|``, as in the two passes, and the points left
+    out (exponents below -WINDOW_NEGLECT) ``2 N e^{delta - WINDOW_NEGLECT} max|x|``.
     """
-    from scoredyn.kernels.odeint_lanes import WINDOW_MAX_SHIFT
-    return 12 * dmin_inv + 2 * WINDOW_MAX_SHIFT + 4 + 12 * n / np.e + 2 + 2 * n
+    from scoredyn.kernels.odeint_lanes import WINDOW_MAX_SHIFT, WINDOW_NEGLECT
+    u = np.finfo(float).eps / 2
+    return (12 * dmin_inv + 2 * WINDOW_MAX_SHIFT + 4 + 12 * n / np.e + 2 + 2 * n
+            + 2 * n * np.exp(WINDOW_MAX_SHIFT - WINDOW_NEGLECT) / u)
 
 
 def test_lane_rhs_one_pass_against_numpy():
-    """The lane right-hand side's one-pass sums (``_one_pass_sums``: d = 2, N >= WINDOW_MIN_N,
+    """The lane right-hand side's one-pass sums (``_one_pass_sums``: d = 2, N >= ONE_PASS_MIN_N,
     shifts from each lane's reference, sorted data, the run that can carry weight) against
     :func:`_lane_rhs_reference`, first without references (shift 0: refused where the
     nearest exponent lies below -16, and then served by the exact two passes) and then
@@ -241,9 +244,9 @@ def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does():
     """``_windowed_lane`` (one pass from a shift) against ``_exact_lane`` (two passes over
     all the data) lane by lane: served when the shift lies within WINDOW_MAX_SHIFT of the
     nearest exponent (equal nearest index and distance, sums within
-    :func:`_one_pass_tolerance` of the weights' sum), refused for a shift further below,
-    a shift times inv above WINDOW_MAX_SCALE, inv = 0 or inf and NaN states.  Each lane is served on its own, so its result
-    does not depend on the other lanes."""
+    :func:`_one_pass_tolerance` of the weights' sum), refused for a shift further below, a
+    shift times inv above WINDOW_MAX_SCALE, inv = 0 or inf and NaN states.  Each lane is
+    served on its own, so its result does not depend on the other lanes."""
     from scoredyn.kernels.odeint_lanes import (WINDOW_MAX_SCALE, WINDOW_MAX_SHIFT, _exact_lane,
                                                _windowed_lane, sorted_data)
     X, Y, s = _one_pass_problem()

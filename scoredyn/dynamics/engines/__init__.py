@@ -21,7 +21,10 @@ The automatic choice (``solve(..., engine=None)``): the ``backend=`` argument
 "cuda" when a GPU is usable and the problem fits it, else "numba" when the
 problem is fused-compatible, else "numpy" — and within "numba":
 
-* ``"batched"`` for large data (``N d >= BATCHED_MIN_ND``) and many trajectories
+* ``"numba-lanes"`` in d = 2 from :data:`LANE_MIN_TRAJECTORIES` trajectories on, at any N
+  (its right-hand side passes once along the data per lane from 128 points on,
+  ``kernels.sizes.one_pass``), unless recentring or ``V^delta`` tracking is asked for;
+* else ``"batched"`` for large data (``N d >= BATCHED_MIN_ND``) and many trajectories
   (``Q >= BATCHED_MIN_Q``), unless recentring or ``V^delta`` tracking is asked for;
 * else ``"numba-lanes"`` from :data:`LANE_MIN_TRAJECTORIES` trajectories on, up to
   ``N <= LANE_MAX_N`` data points (a lane set's distances, ``64 N`` numbers, then stay in a
@@ -34,7 +37,9 @@ per-trajectory (standard normal data, starts at data points plus sigma = 20 nois
 (1000, 2) 0.82 / 1.25 / 1.50, (3000, 2) 4.26 / 3.31 / 3.29, (100, 32) 0.53 / 1.73 / 1.03,
 (300, 32) 1.57 / 2.64 / 2.52, (1000, 8) 2.22 / 2.17 / 2.54, (1000, 32) 7.52 / 3.69 / 8.66,
 (300, 64) 4.60 / 3.81 / 5.31; Q = 200: (1000, 2) 0.23 / 0.38 / 0.28, (300, 64)
-0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  (Before the lanes' work items were
+0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  With the one-pass sums in d = 2 (AMD
+EPYC, Zen 5): Q = 1000: (3000, 2) 0.34 / 0.85 / 1.08, (12000, 2) 1.25 / 3.07 / 3.87;
+Q = 200: (12000, 2) 0.31 / 0.80 / 0.80, (50000, 2) 1.29 / 3.15 / 3.27.  (Before the lanes' work items were
 sized by Q, a solve of 1000 trajectories ran on one core and the lanes lost from N = 1000
 on.)  Batched against per-trajectory on the same problem to s = 16 at rtol 1e-9,
 (N, d, Q): (2000, 32, 1000) 9.4 against 32.8, (1000, 128, 1000) 13.5 against 61.4,
@@ -45,7 +50,7 @@ engine directly; it raises ``ValueError`` with the reason when that engine canno
 problem.
 """
 from ...backend import resolve
-from ...kernels.sizes import LANES
+from ...kernels.sizes import LANES, one_pass
 from .base import Engine, Problem, SolveResult, STATUS_MESSAGES
 from .batched import BatchedEngine
 from .fused import CudaEngine, LaneEngine, NumbaEngine
@@ -121,12 +126,14 @@ def choose(problem, engine=None, backend=None):
                              f"problem: {why}; use backend='numpy'.")
         q, d = problem.y0.shape
         n = getattr(problem.field, "n", None) or getattr(problem.field, "n_components", 0)
+        lanes = ENGINES["numba-lanes"]
+        lanes_fit = q >= LANE_MIN_TRAJECTORIES and lanes.unavailable(problem) is None
+        if lanes_fit and one_pass(d, n):
+            return lanes
         if (n * d >= BATCHED_MIN_ND and q >= BATCHED_MIN_Q
                 and ENGINES["batched"].unavailable(problem) is None):
             return ENGINES["batched"]
-        lanes = ENGINES["numba-lanes"]
-        if (q >= LANE_MIN_TRAJECTORIES and n <= LANE_MAX_N
-                and lanes.unavailable(problem) is None):
+        if lanes_fit and n <= LANE_MAX_N:
             return lanes
         return ENGINES["numba"]
     why = ENGINES["numpy"].unavailable(problem)
