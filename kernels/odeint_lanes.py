@@ -25,8 +25,9 @@ sums are one pass over the data, vectorised along the data (:func:`_one_pass_sum
 The shift of its exponents comes from the lane's previous evaluation by the triangle
 inequality instead of a first pass, and the pass covers only the data that can carry
 weight (sorted along one coordinate, a run found by bisection): all of them early in the
-flow, a few late.  At N = 1000 this evaluates at 1.0-1.9x the exp-rate bound against
-2.9-3.0x for the two passes.
+flow, a few late.  At N = 1000 (10^4 trajectories to s = 12, AMD EPYC, 2 cores) an
+evaluation costs 1.6x (gl-dopri5), 1.2x (dopri5) and 0.8x (etd1) the exp-rate bound of N
+exps, against 3.0x, 2.9x and 2.4x with the two passes.
 """
 import functools
 
