@@ -434,7 +434,6 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
                                                         y1 if axis else y0, inv[b], m,
                                                         want_nearest, vs)
         if not ok:
-            m = 0.0
             ok, n0, n1, total, dmin, first = _exact_lane(x0, x1, perm, y0, y1, inv[b],
                                                          want_nearest, vs)
             m = dmin
