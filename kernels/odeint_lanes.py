@@ -20,8 +20,8 @@ softmax: results agree with the one-trajectory kernel to rounding (adaptive
 step sequences to ~1e-9 relative, since the error norm is a difference of
 nearly equal stages).
 
-From ``sizes.ONE_PASS_MIN_N`` data points on (d = 2) the layout turns around: each lane's
-sums are one pass over the data, vectorised along the data (:func:`_one_pass_sums`).
+From ``sizes.ONE_PASS_MIN_N`` data points on the layout turns around: each lane's sums
+are formed on their own, in loops along the data (:func:`_one_pass_sums`).
 The shift of its exponents comes from the lane's previous evaluation by the triangle
 inequality instead of a first pass, and the pass covers only the data that can carry
 weight (sorted along one coordinate, a run found by bisection): all of them early in the
@@ -37,7 +37,7 @@ from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N, wide_vectors
 from .launch import run_chunks
-from .sizes import LANES, ONE_PASS_D, ONE_PASS_MIN_N, one_pass
+from .sizes import LANES, ONE_PASS_MIN_N, one_pass
 from .mathfn import (_float64_bits_as_int64, _int64_bits_as_float64, exp_any,
                      exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into)
 from .odeint import CPU
@@ -96,7 +96,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
     s : (B,) float64
         Lane times.
     out : (d, B) float64, out
-    dist : (N, B) float64, scratch
+    dist : (N, B) float64, scratch (the one-pass sums: (2, N))
     inv, dmin, lsum, thr : (B,) float64, scratch
     want_nearest : bool
         Also write the nearest site and its squared distance to ``near``,
@@ -113,9 +113,9 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
     B = Y.shape[1]
     for b in range(B):
         inv[b] = 0.5 * exp_any(2.0 * s[b])
-    if d == ONE_PASS_D and n >= ONE_PASS_MIN_N:      # sizes.one_pass
+    if n >= ONE_PASS_MIN_N:      # sizes.one_pass
         _one_pass_sums(XS, perm, axis, Y, inv, ref, out, dmin, lsum, want_nearest, near,
-                       near_d2, dist.reshape(dist.size))
+                       near_d2, dist[0], dist[1])
     else:
         _two_pass_sums(XT, Y, out, dist, inv, dmin, lsum, thr, want_nearest, near, near_d2)
     _finish(reg_kind, reg_param, Y, inv, out, dmin, lsum)
@@ -298,57 +298,50 @@ def _window(p, ya, thr):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _windowed_lane(x0, x1, p, perm, y0, y1, ya, ib, m, want_nearest, vs):
-    """One lane's softmax sums (d = 2) relative to the shift ``m``, in one pass over the run
-    of sorted data that can carry weight (:func:`_one_pass_sums`).  ``vs`` is scratch of at
-    least N entries: the pass stores the squared distances there for :func:`_first_at`.
+def _distances(XS, Y, b, lo, hi, vs):
+    """``vs[j] = |Y[:, b] - XS[:, lo + j]|^2`` for ``j < hi - lo``: the squares of the
+    coordinate differences added in coordinate order, as :func:`_two_pass_sums` adds them
+    (so the partial sums never decrease: each rounds a sum of non-negative terms), in one
+    loop along the data per coordinate."""
+    d = XS.shape[0]
+    r = hi - lo
+    x = XS[0, lo:hi]        # views from 0: numba then knows no index is negative, so the
+    yk = Y[0, b]            # loads are plain vector loads (indexed from lo, they were gathers)
+    for j in range(r):
+        t = yk - x[j]
+        vs[j] = t * t
+    for k in range(1, d):
+        x = XS[k, lo:hi]
+        yk = Y[k, b]
+        for j in range(r):
+            t = yk - x[j]
+            vs[j] += t * t
 
-    Returns
-    -------
-    ok : bool
-        False when the shift is refused (the other values are then meaningless).
-    n0, n1, total : float
-        ``sum_j w_j x_j`` and ``sum_j w_j``, ``w_j = exp((m - dist_j) inv)``.
-    dmin : float
-        The smallest squared distance.
-    first : int
-        With ``want_nearest``, the lowest original index at ``dmin``.
-    """
-    if not (ib > 0.0 and ib < np.inf and m * ib <= WINDOW_MAX_SCALE):
-        return False, 0.0, 0.0, 0.0, 0.0, -1
-    lo, hi = _window(p, ya, (m + WINDOW_NEGLECT / ib) * WINDOW_ABOVE)
-    w0 = x0[lo:hi]         # views from 0: numba then knows no index is negative, so the
-    w1 = x1[lo:hi]         # loads are plain vector loads (from lo, they were gathers)
-    total = 0.0
-    n0 = 0.0
-    n1 = 0.0
+
+@njit(fastmath=FASTMATH, cache=True)
+def _smallest(vs):
+    """The smallest of the non-negative ``vs`` (NaN bits order above +inf unless negative):
+    a minimum of their bits as integers, which vectorises where a float minimum does not."""
     low = DIST_BITS_INF
-    for j in range(hi - lo):
-        a0 = w0[j]
-        a1 = w1[j]
-        t0 = y0 - a0
-        t1 = y1 - a1
-        v = t0 * t0 + t1 * t1
-        vs[j] = v
-        low = min(low, _float64_bits_as_int64(v))
-        # under reassoc LLVM may form this as (m - t0^2) - t1^2: an error of a few u (m + v)
-        # inv, the order of the distance's own rounding (2 u v inv)
-        w = exp_nonpos((m - v) * ib)
-        total += w
-        n0 += w * a0
-        n1 += w * a1
-    dmin = _int64_bits_as_float64(low)
-    if not ((dmin - m) * ib <= WINDOW_MAX_SHIFT):
-        return False, 0.0, 0.0, 0.0, 0.0, -1
-    first = _first_at(vs[:hi - lo], perm[lo:hi], dmin) if want_nearest else -1
-    return True, n0, n1, total, dmin, first
+    for j in range(vs.shape[0]):
+        low = min(low, _float64_bits_as_int64(vs[j]))
+    return _int64_bits_as_float64(low)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _weighted_sums(XS, lo, hi, ws, out, b):
+    """``out[k, b] = sum_j ws[j] XS[k, lo + j]`` for every coordinate k."""
+    for k in range(XS.shape[0]):
+        x = XS[k, lo:hi]
+        acc = 0.0
+        for j in range(hi - lo):
+            acc += ws[j] * x[j]
+        out[k, b] = acc
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _first_at(vs, perm, dmin):
-    """The lowest ``perm[j]`` with ``vs[j] == dmin``; -1 if none (NaN states).  The
-    distances are read back from memory, as stored: formed again, LLVM may fold their sum
-    into a comparison or subtraction (reassoc) and round it differently."""
+    """The lowest ``perm[j]`` with ``vs[j] == dmin``; -1 if none (NaN states)."""
     first = DIST_INDEX_NONE
     for j in range(vs.shape[0]):
         first = min(first, perm[j] if vs[j] == dmin else DIST_INDEX_NONE)
@@ -356,39 +349,68 @@ def _first_at(vs, perm, dmin):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _exact_lane(x0, x1, perm, y0, y1, ib, want_nearest, vs):
-    """One lane's softmax sums (d = 2) over all the data in two passes, as
-    :func:`_two_pass_sums` forms them: the squared distances (stored in ``vs``) and their
-    minimum, then the weights relative to it (:func:`softmax_exponent_cpu` on the stored
-    distances: every time, ``inv`` 0 or infinite included, the nearest exponent exactly 0).
-    What :func:`_windowed_lane` refuses comes here; returns as it does, ``ok`` True."""
-    n = x0.shape[0]
+def _windowed_lane(XS, axis, perm, Y, b, ib, m, want_nearest, vs, ws, out):
+    """Lane ``b``'s softmax sums relative to the shift ``m``, over the run of sorted data
+    that can carry weight (:func:`_one_pass_sums`); ``vs``, ``ws``: scratch of N entries.
+
+    Returns
+    -------
+    ok : bool
+        False when the shift is refused (nothing is written then).
+    total : float
+        ``sum_j w_j``, ``w_j = exp((m - dist_j) inv)``; ``out[:, b] = sum_j w_j x_j``.
+    dmin : float
+        The smallest squared distance.
+    first : int
+        With ``want_nearest``, the lowest original index at ``dmin``.
+    """
+    if not (ib > 0.0 and ib < np.inf and m * ib <= WINDOW_MAX_SCALE):
+        return False, 0.0, 0.0, -1
+    lo, hi = _window(XS[axis], Y[axis, b], (m + WINDOW_NEGLECT / ib) * WINDOW_ABOVE)
+    r = hi - lo
+    _distances(XS, Y, b, lo, hi, vs)
     low = DIST_BITS_INF
-    for j in range(n):
-        t0 = y0 - x0[j]
-        t1 = y1 - x1[j]
-        v = t0 * t0 + t1 * t1
-        vs[j] = v
-        low = min(low, _float64_bits_as_int64(v))
-    dmin = _int64_bits_as_float64(low)
     total = 0.0
-    n0 = 0.0
-    n1 = 0.0
+    for j in range(r):
+        v = vs[j]
+        low = min(low, _float64_bits_as_int64(v))
+        w = exp_nonpos((m - v) * ib)
+        ws[j] = w
+        total += w
+    dmin = _int64_bits_as_float64(low)
+    if not ((dmin - m) * ib <= WINDOW_MAX_SHIFT):
+        return False, 0.0, 0.0, -1
+    _weighted_sums(XS, lo, hi, ws, out, b)
+    first = _first_at(vs[:r], perm[lo:hi], dmin) if want_nearest else -1
+    return True, total, dmin, first
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _exact_lane(XS, perm, Y, b, ib, want_nearest, vs, ws, out):
+    """Lane ``b``'s softmax sums over all the data in two passes, as :func:`_two_pass_sums`
+    forms them: the squared distances and their minimum, then the weights relative to it
+    (:func:`softmax_exponent_cpu`: every time, ``inv`` 0 or infinite included, the nearest
+    exponent exactly 0).  What :func:`_windowed_lane` refuses comes here; returns as it
+    does, ``ok`` True."""
+    n = XS.shape[1]
+    _distances(XS, Y, b, 0, n, vs)
+    dmin = _smallest(vs[:n])
+    total = 0.0
     for j in range(n):
         w = exp_nonpos(softmax_exponent_cpu(vs[j], dmin, ib))
+        ws[j] = w
         total += w
-        n0 += w * x0[j]
-        n1 += w * x1[j]
+    _weighted_sums(XS, 0, n, ws, out, b)
     first = _first_at(vs[:n], perm, dmin) if want_nearest else -1
-    return True, n0, n1, total, dmin, first
+    return True, total, dmin, first
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, near,
-                   near_d2, vs):
-    """The softmax sums of every lane (d = 2), each in one pass over the data that can carry
-    weight; written as :func:`_two_pass_sums` writes them, with ``shift`` (in place of
-    ``dmin``) the exponent's origin.
+                   near_d2, vs, ws):
+    """The softmax sums of every lane, each in one pass over the data that can carry
+    weight, vectorised along the data; written as :func:`_two_pass_sums` writes them, with
+    ``shift`` (in place of ``dmin``) the exponent's origin.
 
     The two passes need the smallest squared distance ``dmin`` before the first weight.
     Any shift ``m <= dmin`` gives the same softmax: the weights ``exp((m - dist_j) inv)``
@@ -396,9 +418,9 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
     from the lane's reference (``ref``: a state of this trajectory, its first or its last
     evaluated, and the smallest squared distance ``ref_d`` from it) by the triangle
     inequality ``sqrt(dmin) >= sqrt(ref_d) - |y - ref|``, with relative margins of 2^-40,
-    far above the rounding of either side.  One pass then forms the distances, their
-    minimum (as integers: the bits of non-negative doubles order as the numbers do, and an
-    integer minimum vectorises) and the weighted sums.
+    far above the rounding of either side.  One pass over the distances then forms the
+    weights and their minimum (as integers: the bits of non-negative doubles order as the
+    numbers do, and an integer minimum vectorises), one per coordinate the weighted sums.
 
     The pass runs over the data sorted along one coordinate (``XS[axis]``), and only over
     the run whose squared gap along it is within ``thr = m + WINDOW_NEGLECT / inv``
@@ -406,8 +428,8 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
     weight is below ``e^-64`` times the nearest point's (whose exponent is at least
     ``-WINDOW_MAX_SHIFT``), and all of them together move ``D`` by less than
     ``2 N e^-64 max|x| = 3e-28 N max|x|``: below the rounding for any N under 10^11.  From
-    s ~ 1 on (N = 1000 standard normal points) the run leaves points out; late in the flow
-    it is a few points.
+    s ~ 1 on (N = 1000 standard normal points in the plane) the run leaves points out; late
+    in the flow it is a few points.
 
     A lane's shift is refused unless ``0 < inv < inf``, ``m inv <= WINDOW_MAX_SCALE`` and,
     after the pass, ``(dmin - m) inv <= WINDOW_MAX_SHIFT``.  The first two keep every
@@ -419,34 +441,28 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
     bits do not depend on its lane, its neighbours or the thread count.
     """
     wide_vectors()
-    x0 = XS[0]
-    x1 = XS[1]
-    p = XS[axis]
+    d = XS.shape[0]
     for b in range(Y.shape[1]):
-        y0 = Y[0, b]
-        y1 = Y[1, b]
-        e0 = y0 - ref[0, b]
-        e1 = y1 - ref[1, b]
-        gap = (np.sqrt(max(ref[2, b], 0.0)) * WINDOW_BELOW
-               - np.sqrt(e0 * e0 + e1 * e1) * WINDOW_ABOVE)
+        step2 = 0.0
+        for k in range(d):
+            e = Y[k, b] - ref[k, b]
+            step2 += e * e
+        gap = np.sqrt(max(ref[d, b], 0.0)) * WINDOW_BELOW - np.sqrt(step2) * WINDOW_ABOVE
         m = gap * gap * WINDOW_BELOW if gap > 0.0 else 0.0
-        ok, n0, n1, total, dmin, first = _windowed_lane(x0, x1, p, perm, y0, y1,
-                                                        y1 if axis else y0, inv[b], m,
-                                                        want_nearest, vs)
+        ok, total, dmin, first = _windowed_lane(XS, axis, perm, Y, b, inv[b], m,
+                                                want_nearest, vs, ws, out)
         if not ok:
-            ok, n0, n1, total, dmin, first = _exact_lane(x0, x1, perm, y0, y1, inv[b],
-                                                         want_nearest, vs)
+            ok, total, dmin, first = _exact_lane(XS, perm, Y, b, inv[b], want_nearest, vs, ws,
+                                                 out)
             m = dmin
-        out[0, b] = n0
-        out[1, b] = n1
         lsum[b] = total
         shift[b] = m
         if want_nearest:
             near[b] = first
             near_d2[b] = dmin
-        ref[0, b] = y0
-        ref[1, b] = y1
-        ref[2, b] = dmin if dmin < np.inf else -1.0       # NaN and inf: no reference
+        for k in range(d):
+            ref[k, b] = Y[k, b]
+        ref[d, b] = dmin if dmin < np.inf else -1.0       # NaN and inf: no reference
 
 
 def sorted_data(XT):
@@ -937,7 +953,7 @@ def work_arrays(d, n, n_stages):
         no trajectory), the states ``u``, stage argument and update (3, d, LANES), the
         stages (S, d, LANES), the combination weights (S, LANES), the Lawson factors
         ``e^{c_j h}`` (S, LANES) and ``e^{-c_j h}``, ``e^{-h}`` (S + 1, LANES), the
-        distances (n, LANES; (n, 1) for the one-pass sums, which need n numbers), four (d,)
+        distances (n, LANES; (2, n) for the one-pass sums, which need 2n numbers), four (d,)
         vectors, the dense-output weights (S,), the one-trajectory right-hand side's tile
         (TILE_N,) and the right-hand side's reference states (d + 1, LANES;
         :func:`_lane_rhs`; none yet).
@@ -947,7 +963,7 @@ def work_arrays(d, n, n_stages):
     it[1] = -1
     return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
-            np.empty((n, 1 if one_pass(d, n) else L)), np.zeros((4, d)), np.empty(n_stages),
+            np.empty((2, n) if one_pass(n) else (n, L)), np.zeros((4, d)), np.empty(n_stages),
             np.empty(TILE_N), np.vstack([np.zeros((d, L)), np.full((1, L), -1.0)]))
 
 

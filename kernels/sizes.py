@@ -10,13 +10,12 @@ MAX_D = 16
 MAX_STAGES = 7
 #: trajectories advanced together by one thread of the lane integrator
 LANES = 64
-#: its right-hand side passes once along the data per lane in this dimension, from
-#: ONE_PASS_MIN_N data points on (``odeint_lanes._one_pass_sums``); below that N the two
-#: passes across the lanes are as fast (equal at N = 128, 25 % slower at N = 400)
-ONE_PASS_D = 2
+#: its right-hand side passes along the data per lane from this many data points on
+#: (``odeint_lanes._one_pass_sums``); below, the two passes across the lanes are as fast
+#: (d = 2: equal at N = 128, 25 % slower at N = 400)
 ONE_PASS_MIN_N = 128
 
 
-def one_pass(d, n):
-    """Whether the lane integrator's right-hand side takes the one-pass sums."""
-    return d == ONE_PASS_D and n >= ONE_PASS_MIN_N
+def one_pass(n):
+    """Whether the lane integrator's right-hand side takes the one-pass sums (N = ``n``)."""
+    return n >= ONE_PASS_MIN_N

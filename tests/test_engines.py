@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import scoredyn as sd
-from scoredyn.dynamics.engines import (BATCHED_MIN_ND, BATCHED_MIN_Q, ENGINES, LANE_MAX_N,
-                                       LANE_MIN_TRAJECTORIES, choose)
+from scoredyn.dynamics.engines import (BATCHED_MIN_ND, BATCHED_MIN_Q, ENGINES,
+                                       LANE_ANY_N_MAX_D, LANE_MAX_N, LANE_MIN_TRAJECTORIES,
+                                       choose)
 
 from .test_ode import authors_data
 
@@ -12,11 +13,11 @@ CPU_ENGINES = ("numpy", "numba", "numba-lanes", "batched")
 
 
 def _data(name):
-    """The authors' N = 20, or N = 300 points (the lane kernel's one-pass sums from
-    ``sizes.ONE_PASS_MIN_N`` = 128 on)."""
+    """The authors' N = 20, or N = 300 points in d = 2 or 3 (the lane kernel's one-pass
+    sums from ``sizes.ONE_PASS_MIN_N`` = 128 on)."""
     if name == "authors":
         return authors_data()
-    return np.random.default_rng(14).standard_normal((300, 2))
+    return np.random.default_rng(14).standard_normal((300, 3 if name == "n300-3d" else 2))
 
 
 @pytest.mark.parametrize("data", ["authors", "n300"])
@@ -58,7 +59,7 @@ def test_every_engine_takes_the_same_steps(method, data):
         assert excess.max() <= 1.0, (name, excess.max())
 
 
-@pytest.mark.parametrize("data", ["authors", "n300"])
+@pytest.mark.parametrize("data", ["authors", "n300", "n300-3d"])
 @pytest.mark.parametrize("engine", ["numba", "numba-lanes"])
 def test_the_result_does_not_depend_on_the_thread_count(engine, data):
     """The compiled loops hand out work items sized by Q and the thread count (300
@@ -68,8 +69,9 @@ def test_the_result_does_not_depend_on_the_thread_count(engine, data):
     from dataclasses import fields
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one thread only: nothing to vary")
-    field = sd.EmpiricalScore(_data(data))
-    y0 = 1.5 * np.random.default_rng(12).standard_normal((300, 2))
+    X = _data(data)
+    field = sd.EmpiricalScore(X)
+    y0 = 1.5 * np.random.default_rng(12).standard_normal((300, X.shape[1]))
     before = numba.get_num_threads()
     runs = []
     try:
@@ -120,9 +122,10 @@ def test_the_automatic_choice(q, kw, expected):
 
 @pytest.mark.parametrize("n,d,q,backend,expected", [
     (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
-    (LANE_MAX_N + 1, 3, LANE_MIN_TRAJECTORIES, "numba", "numba"),      # large data
-    (BATCHED_MIN_ND, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),  # d = 2: one pass
-    (BATCHED_MIN_ND, 2, BATCHED_MIN_Q, "numba", "batched"),   # ... needs 2 lane sets
+    (LANE_MAX_N + 1, LANE_ANY_N_MAX_D + 1, LANE_MIN_TRAJECTORIES, "numba", "batched"),
+    (LANE_MAX_N + 1, 2, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),      # one-pass sums
+    (BATCHED_MIN_ND, LANE_ANY_N_MAX_D, LANE_MIN_TRAJECTORIES, "numba", "numba-lanes"),
+    (BATCHED_MIN_ND, 2, BATCHED_MIN_Q, "numba", "batched"),   # ... need 2 lane sets
     (LANE_MAX_N, 2, LANE_MIN_TRAJECTORIES - 1, "numba", "numba"),     # few trajectories
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "auto", "batched"),          # large data
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numba", "batched"),         # same family
@@ -131,9 +134,9 @@ def test_the_automatic_choice(q, kw, expected):
     (BATCHED_MIN_ND // 48, 48, BATCHED_MIN_Q, "numpy", "numpy"),
 ])
 def test_the_automatic_choice_by_size(monkeypatch, n, d, q, backend, expected):
-    """The measured crossovers (scoredyn.dynamics.engines): the batched engine's GEMM stages
-    for large data, else lanes up to LANE_MAX_N points (at any N in d = 2), else one
-    trajectory per thread."""
+    """The measured crossovers (scoredyn.dynamics.engines): lanes at any N up to
+    LANE_ANY_N_MAX_D, else the batched engine's GEMM stages for large data, else lanes up to
+    LANE_MAX_N points, else one trajectory per thread."""
     from scoredyn import backend as backend_module
     monkeypatch.setattr(backend_module, "cuda_status", lambda: (False, "no GPU in this test"))
     rng = np.random.default_rng(14)

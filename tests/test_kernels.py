@@ -147,61 +147,60 @@ def test_stage_combination_is_the_numpy_expression_bit_for_bit(n):
     np.testing.assert_array_equal(out, h[:, None] * total)
 
 
-def _one_pass_problem():
-    """N = 300 in the plane (a few far points and an exact tie among them) and 64 lanes:
+def _one_pass_problem(d):
+    """N = 300 in d dimensions (a few far points and an exact tie among them) and 64 lanes:
     near data points at times from s = -2 to 30, one at s = -400 (inv = 0), one at s = 400
     (inv = inf: lane 0, on the tie), one NaN and one far from the data late in the flow."""
     from scoredyn.kernels.sizes import LANES
     rng = np.random.default_rng(8)
     n = 300
-    X = 0.5 * rng.standard_normal((n, 2))
+    X = 0.5 * rng.standard_normal((n, d))
     X[-3:] *= 80.0
     c = np.round(X[0] * 1024) / 1024
-    e = np.array([2.0 ** -10, -2.0 ** -11])
+    e = np.array([2.0 ** -10, -2.0 ** -11, 2.0 ** -12])[:d]
     X[0], X[1] = c - e, c + e
-    Y = X[rng.integers(0, n - 3, LANES)].T + 0.05 * rng.standard_normal((2, LANES))
+    Y = X[rng.integers(0, n - 3, LANES)].T + 0.05 * rng.standard_normal((d, LANES))
     Y[:, 0] = c
     s = rng.uniform(-2.0, 9.0, LANES)
     s[:4] = [400.0, -400.0, 12.0, 30.0]
     Y[:, 5] = np.nan
-    Y[:, 6] = [40.0, -40.0]
+    Y[:, 6] = 40.0
     s[6] = 6.0
     return X, np.ascontiguousarray(Y), s
 
 
-def _one_pass_tolerance(n, dmin_inv):
-    """Bound on ``|D_kernel - D_reference| / (u max|x|)`` of the one-pass sums, per lane.
+def _one_pass_tolerance(n):
+    """Bound on ``|D_kernel - D_reference| / (u max|x|)`` of the one-pass sums.
 
-    The kernel's exponent of point j is ``(m - dist_j) inv``; under reassoc LLVM may form it
-    as ``(m - t_0^2) - t_1^2``, two roundings of at most ``u (m + dist_j)`` and one more
-    for the unrounded sum against the reference's rounded ``dist_j``: with ``m <= dmin``,
-    ``dist_j = dmin + r_j / inv`` and the final product, an error of at most
-    ``u (6 dmin inv + 4 r_j + delta)`` (``delta = (dmin - m) inv <= WINDOW_MAX_SHIFT``).
-    The reference's ``-(dist_j - dmin) inv`` carries ``2 u r_j``, each exp 1 ulp.  The
-    relative weight errors ``eps_j <= u (6 dmin inv + 6 r_j + delta + 2)`` move the weighted
-    mean by at most ``2 max|x| sum_j eps_j w_j / sum w``, and with ``w_j / sum w <=
-    e^{-r_j}``, ``r e^{-r} <= 1 / e``: ``(12 dmin inv + 2 delta + 4 + 12 N / e) u max|x|``.
-    The sums' order adds ``(2 + 2N) u max|x|``, as in the two passes, and the points left
-    out (exponents below -WINDOW_NEGLECT) ``2 N e^{delta - WINDOW_NEGLECT} max|x|``.
+    Both sides form the same squared distances (coordinate order).  The kernel's exponent
+    ``(m - dist_j) inv`` carries ``2 u (r_j + delta)`` of rounding, the reference's
+    ``-(dist_j - dmin) inv`` ``2 u r_j`` (``r_j = (dist_j - dmin) inv``, ``delta = (dmin -
+    m) inv <= WINDOW_MAX_SHIFT``), each exp 1 ulp.  The relative weight errors ``eps_j <= 2 u
+    (2 r_j + delta) + 4 u`` move the weighted mean by at most ``2 max|x| sum_j eps_j w_j /
+    sum w``, and with ``w_j / sum w <= e^{-r_j}``, ``r e^{-r} <= 1 / e``:
+    ``(8 N / e + 4 delta + 8) u max|x|``.  The sums' order adds ``(2 + 2N) u max|x|``, as in
+    the two passes, and the points left out (exponents below -WINDOW_NEGLECT)
+    ``2 N e^{delta - WINDOW_NEGLECT} max|x|``.
     """
     from scoredyn.kernels.odeint_lanes import WINDOW_MAX_SHIFT, WINDOW_NEGLECT
     u = np.finfo(float).eps / 2
-    return (12 * dmin_inv + 2 * WINDOW_MAX_SHIFT + 4 + 12 * n / np.e + 2 + 2 * n
+    return (8 * n / np.e + 4 * WINDOW_MAX_SHIFT + 8 + 2 + 2 * n
             + 2 * n * np.exp(WINDOW_MAX_SHIFT - WINDOW_NEGLECT) / u)
 
 
-def test_lane_rhs_one_pass_against_numpy():
-    """The lane right-hand side's one-pass sums (``_one_pass_sums``: d = 2, N >= ONE_PASS_MIN_N,
+@pytest.mark.parametrize("d", [2, 3])
+def test_lane_rhs_one_pass_against_numpy(d):
+    """The lane right-hand side's one-pass sums (``_one_pass_sums``: N >= ONE_PASS_MIN_N,
     shifts from each lane's reference, sorted data, the run that can carry weight) against
     :func:`_lane_rhs_reference`, first without references (shift 0: refused where the
     nearest exponent lies below -16, and then served by the exact two passes) and then
     after a small move of every lane (the shifts from the first call's states); tolerance
-    :func:`_one_pass_tolerance` (the two passes' where inv is infinite), plus the two passes'
-    ``2 u max|y|`` for the final difference.
+    :func:`_one_pass_tolerance`, plus the two passes' ``2 u max|y|`` for the final
+    difference.
     """
     from scoredyn.kernels.odeint_lanes import lane_rhs, sorted_data
     from scoredyn.kernels.sizes import LANES
-    X, Y, s = _one_pass_problem()
+    X, Y, s = _one_pass_problem(d)
     n = X.shape[0]
     XT = np.ascontiguousarray(X.T)
     rhs = lane_rhs()
@@ -211,36 +210,35 @@ def test_lane_rhs_one_pass_against_numpy():
         rhs(XT, Y, s, 0, 0.0, out, dist, inv, dmin, lsum, thr, True, near, near_d2, XS, perm,
             axis, ref)
 
-    ref = np.full((3, LANES), -1.0)
+    ref = np.full((d + 1, LANES), -1.0)
     sorted_xt = sorted_data(XT)
     u = np.finfo(float).eps / 2
     finite = np.isfinite(Y).all(0)
-    with np.errstate(over="ignore"):
-        inv = 0.5 * np.exp(2.0 * s)
     move = 1e-3 * np.random.default_rng(9).standard_normal(Y.shape)
     for Yc in (Y, np.ascontiguousarray(Y + move)):
-        out = np.empty((2, LANES))
+        out = np.empty((d, LANES))
         near = np.empty(LANES, np.int64)
-        call(XT, Yc, s, out, np.empty((n, LANES)), *[np.empty(LANES) for _ in range(4)],
+        call(XT, Yc, s, out, np.empty((2, n)), *[np.empty(LANES) for _ in range(4)],
              near, np.empty(LANES), *sorted_xt, ref)
         with np.errstate(invalid="ignore"):         # the NaN lane
             expect = _lane_rhs_reference(X, Yc, s)
-        dist = ((Yc.T[:, None] - X[None]) ** 2).sum(-1)
-        dmin_inv = np.where(np.isinf(inv), 0.0, dist.min(1) * inv)
-        tol = (_one_pass_tolerance(n, dmin_inv) * u * np.abs(X).max()
+        tol = (_one_pass_tolerance(n) * u * np.abs(X).max()
                + 2 * u * np.abs(Yc[:, finite]).max())
-        excess = np.abs(out - expect) / tol
-        assert excess[:, finite].max() <= 1.0, excess[:, finite].max()
+        np.testing.assert_allclose(out[:, finite], expect[:, finite], rtol=0, atol=tol)
         assert np.isnan(out[:, ~finite]).all()
+        dist = np.zeros((LANES, n))
+        for k in range(d):                           # in the kernels' order
+            dist = dist + (Yc[k][:, None] - X[:, k]) ** 2
         np.testing.assert_array_equal(near[finite], np.argmin(dist, 1)[finite])
         # references: this call's states and their exact smallest squared distances
-        np.testing.assert_array_equal(ref[:2, finite], Yc[:, finite])
-        np.testing.assert_array_equal(ref[2, finite], dist.min(1)[finite])
+        np.testing.assert_array_equal(ref[:d, finite], Yc[:, finite])
+        np.testing.assert_array_equal(ref[d, finite], dist.min(1)[finite])
         if Yc is Y:            # lane 0 on the tie at s = 400: D is the midpoint, exactly
-            np.testing.assert_array_equal(out[:, 0], [0.0, 0.0])
+            np.testing.assert_array_equal(out[:, 0], np.zeros(d))
 
 
-def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does():
+@pytest.mark.parametrize("d", [2, 3])
+def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does(d):
     """``_windowed_lane`` (one pass from a shift) against ``_exact_lane`` (two passes over
     all the data) lane by lane: served when the shift lies within WINDOW_MAX_SHIFT of the
     nearest exponent (equal nearest index and distance, sums within
@@ -249,35 +247,34 @@ def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does():
     served on its own, so its result does not depend on the other lanes."""
     from scoredyn.kernels.odeint_lanes import (WINDOW_MAX_SCALE, WINDOW_MAX_SHIFT, _exact_lane,
                                                _windowed_lane, sorted_data)
-    X, Y, s = _one_pass_problem()
-    (x0, x1), perm, axis = sorted_data(np.ascontiguousarray(X.T))
-    p = x1 if axis else x0
+    X, Y, s = _one_pass_problem(d)
+    XS, perm, axis = sorted_data(np.ascontiguousarray(X.T))
     u = np.finfo(float).eps / 2
     n = X.shape[0]
-    vs = np.empty(n)
+    vs, ws = np.empty(n), np.empty(n)
+    exact_sums, sums = np.empty((d, Y.shape[1])), np.empty((d, Y.shape[1]))
     served = 0
     for b in range(Y.shape[1]):
-        y0, y1 = Y[:, b]
         inv = 0.5 * np.exp(2.0 * s[b]) if s[b] < 300 else np.inf
-        ok, *exact = _exact_lane(x0, x1, perm, y0, y1, inv, True, vs)
-        dmin = exact[3]
+        ok, exact_total, dmin, exact_first = _exact_lane(XS, perm, Y, b, inv, True, vs, ws,
+                                                         exact_sums)
         if not np.isfinite(dmin) or not 0 < inv < np.inf:
-            assert not _windowed_lane(x0, x1, p, perm, y0, y1, Y[axis, b], inv, 0.0, True,
-                                      vs)[0]
+            assert not _windowed_lane(XS, axis, perm, Y, b, inv, 0.0, True, vs, ws, sums)[0]
             continue
         for below in (0.0, 0.5, WINDOW_MAX_SHIFT - 1e-6, WINDOW_MAX_SHIFT + 1e-6, 100.0):
             m = max(dmin - below / inv, 0.0)
-            ok, n0, n1, total, dm, first = _windowed_lane(x0, x1, p, perm, y0, y1, Y[axis, b],
-                                                          inv, m, True, vs)
+            ok, total, dm, first = _windowed_lane(XS, axis, perm, Y, b, inv, m, True, vs, ws,
+                                                  sums)
             assert ok == ((dmin - m) * inv <= WINDOW_MAX_SHIFT
                           and m * inv <= WINDOW_MAX_SCALE), (b, below)
             if not ok:
                 continue
             served += 1
-            assert (dm, first) == (dmin, exact[4])
+            assert (dm, first) == (dmin, exact_first)
             # the exact sums relative to dmin, brought to the shift m
             scale = np.exp((m - dmin) * inv)
-            bound = _one_pass_tolerance(n, dmin * inv) * u * total * np.abs(X).max()
-            for got, want in ((total, exact[2]), (n0, exact[0]), (n1, exact[1])):
-                assert abs(got - want * scale) <= bound, (b, below, got, want * scale)
+            bound = _one_pass_tolerance(n) * u * total * np.abs(X).max()
+            assert abs(total - exact_total * scale) <= bound, (b, below)
+            np.testing.assert_allclose(sums[:, b], exact_sums[:, b] * scale, rtol=0,
+                                       atol=bound)
     assert served >= 4 * 50

@@ -21,9 +21,10 @@ The automatic choice (``solve(..., engine=None)``): the ``backend=`` argument
 "cuda" when a GPU is usable and the problem fits it, else "numba" when the
 problem is fused-compatible, else "numpy" — and within "numba":
 
-* ``"numba-lanes"`` in d = 2 from :data:`LANE_MIN_TRAJECTORIES` trajectories on, at any N
-  (its right-hand side passes once along the data per lane from 128 points on,
-  ``kernels.sizes.one_pass``), unless recentring or ``V^delta`` tracking is asked for;
+* ``"numba-lanes"`` for ``d <= LANE_ANY_N_MAX_D`` from :data:`LANE_MIN_TRAJECTORIES`
+  trajectories on, at any N (from 128 points on its right-hand side forms each lane's sums
+  in loops along the data, ``kernels.sizes.one_pass``), unless recentring or ``V^delta``
+  tracking is asked for;
 * else ``"batched"`` for large data (``N d >= BATCHED_MIN_ND``) and many trajectories
   (``Q >= BATCHED_MIN_Q``), unless recentring or ``V^delta`` tracking is asked for;
 * else ``"numba-lanes"`` from :data:`LANE_MIN_TRAJECTORIES` trajectories on, up to
@@ -37,9 +38,13 @@ per-trajectory (standard normal data, starts at data points plus sigma = 20 nois
 (1000, 2) 0.82 / 1.25 / 1.50, (3000, 2) 4.26 / 3.31 / 3.29, (100, 32) 0.53 / 1.73 / 1.03,
 (300, 32) 1.57 / 2.64 / 2.52, (1000, 8) 2.22 / 2.17 / 2.54, (1000, 32) 7.52 / 3.69 / 8.66,
 (300, 64) 4.60 / 3.81 / 5.31; Q = 200: (1000, 2) 0.23 / 0.38 / 0.28, (300, 64)
-0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  With the one-pass sums in d = 2 (AMD
-EPYC, Zen 5): Q = 1000: (3000, 2) 0.34 / 0.85 / 1.08, (12000, 2) 1.25 / 3.07 / 3.87;
-Q = 200: (12000, 2) 0.31 / 0.80 / 0.80, (50000, 2) 1.29 / 3.15 / 3.27.  (Before the lanes' work items were
+0.84 / 0.92 / 0.87, (1000, 32) 1.84 / 1.02 / 1.72.  With the lanes' one-pass sums (AMD
+EPYC, Zen 5; same problem): Q = 1000: (3000, 2) 0.34 / 0.85 / 1.08, (12000, 2) 1.25 /
+3.07 / 3.87, (1000, 3) 0.17 / 0.38 / 0.46, (10000, 3) 1.46 / 2.94, (1000, 8) 0.35 / 0.54 /
+0.78, (3000, 8) 1.04 / 1.35, (2000, 16) 1.26 / 1.39, (300, 32) 0.39 / 0.55 / 0.74,
+(1000, 32) 1.06 / 0.97; Q = 200: (12000, 2) 0.31 / 0.80 / 0.80, (50000, 2) 1.29 / 3.15 /
+3.27, (20000, 4) 0.99 / 1.57, (5000, 16) 0.89 / 0.96, (2000, 64) 1.28 / 0.64, (1000, 128)
+1.18 / 0.60.  (Before the lanes' work items were
 sized by Q, a solve of 1000 trajectories ran on one core and the lanes lost from N = 1000
 on.)  Batched against per-trajectory on the same problem to s = 16 at rtol 1e-9,
 (N, d, Q): (2000, 32, 1000) 9.4 against 32.8, (1000, 128, 1000) 13.5 against 61.4,
@@ -65,12 +70,16 @@ ENGINES = {e.name: e for e in (NumpyEngine(), NumbaEngine(), LaneEngine(), CudaE
 LANE_MIN_TRAJECTORIES = 2 * LANES
 #: ... up to this many data points (a lane set's 64 N distances stay in L2)
 LANE_MAX_N = 2000
+#: ... and at any N up to this dimension (one-pass sums; measured against batched: 1.1x
+#: faster at d = 16, 0.9x at d = 32, 0.5x at d = 64)
+LANE_ANY_N_MAX_D = 16
 #: the automatic choice takes the batched engine from this much data (N d) and this many
 #: trajectories on (module docstring)
 BATCHED_MIN_ND, BATCHED_MIN_Q = 24_000, 100
 
 __all__ = ["ENGINES", "Engine", "Problem", "SolveResult", "STATUS_MESSAGES", "choose",
-           "LANE_MIN_TRAJECTORIES", "LANE_MAX_N", "BATCHED_MIN_ND", "BATCHED_MIN_Q"]
+           "LANE_MIN_TRAJECTORIES", "LANE_MAX_N", "LANE_ANY_N_MAX_D", "BATCHED_MIN_ND",
+           "BATCHED_MIN_Q"]
 
 
 def choose(problem, engine=None, backend=None):
@@ -128,7 +137,7 @@ def choose(problem, engine=None, backend=None):
         n = getattr(problem.field, "n", None) or getattr(problem.field, "n_components", 0)
         lanes = ENGINES["numba-lanes"]
         lanes_fit = q >= LANE_MIN_TRAJECTORIES and lanes.unavailable(problem) is None
-        if lanes_fit and one_pass(d, n):
+        if lanes_fit and d <= LANE_ANY_N_MAX_D and one_pass(n):
             return lanes
         if (n * d >= BATCHED_MIN_ND and q >= BATCHED_MIN_Q
                 and ENGINES["batched"].unavailable(problem) is None):

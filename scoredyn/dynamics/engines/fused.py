@@ -3,9 +3,9 @@
 * ``"numba"`` — :func:`scoredyn.kernels.odeint.integrate`, one trajectory per
   parallel iteration (:func:`scoredyn.kernels.trajectory.advance`);
 * ``"numba-lanes"`` — :func:`scoredyn.kernels.odeint_lanes.integrate_lanes`,
-  trajectories as SIMD lanes (the same scheme; ~3.5x faster at small N and, in d = 2
-  with one pass along the data per lane, 2.5-3x faster at large N; but neither
-  recentring nor ``V^delta`` tracking);
+  trajectories as SIMD lanes (the same scheme; ~3.5x faster at small N and, with each
+  lane's sums formed along the data, 1.1-3x faster than the other engines at large N for
+  d <= 16; but neither recentring nor ``V^delta`` tracking);
 * ``"cuda"`` — :mod:`scoredyn.kernels.cuda_odeint`, one GPU thread per
   trajectory (``d <= 16``, at most 7 stages).
 
