@@ -20,8 +20,9 @@ softmax: results agree with the one-trajectory kernel to rounding (adaptive
 step sequences to ~1e-9 relative, since the error norm is a difference of
 nearly equal stages).
 
-From ``sizes.ONE_PASS_MIN_N`` data points on the layout turns around: each lane's sums
-are formed on their own, in loops along the data (:func:`_one_pass_sums`).
+From ``sizes.one_pass``'s N on (128 data points, 256 in the plane) the layout turns
+around: each lane's sums are formed on their own, in loops along the data
+(:func:`_one_pass_sums`).
 The shift of its exponents comes from the lane's previous evaluation by the triangle
 inequality instead of a first pass, and the pass covers only the data that can carry
 weight (sorted along one coordinate, a run found by bisection): all of them early in the
@@ -37,7 +38,7 @@ from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N, wide_vectors
 from .launch import run_chunks
-from .sizes import LANES, ONE_PASS_MIN_N, one_pass
+from .sizes import LANES, ONE_PASS_MIN_N, ONE_PASS_MIN_N_PLANE, one_pass
 from .mathfn import (_float64_bits_as_int64, _int64_bits_as_float64, exp_any,
                      exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into)
 from .odeint import CPU
@@ -57,7 +58,7 @@ _config = CPU["config"]
 
 #: most trajectories per parallel work item (LANES: advanced together by one thread)
 CHUNK = 1024
-#: a lane's one-pass sums are refused (and formed by :func:`_exact_lane`) when their shift
+#: a lane's one-pass sums are refused (and formed exactly, :func:`_lane_sums`) when their shift
 #: lies more than this below the nearest point's exponent: the weights' exponents then carry
 #: a few u (16 + dmin inv + x) of rounding, against the exact shift's few u (dmin inv + x)
 #: (the distances' own rounding, 2 u dist inv, is common to both)
@@ -113,7 +114,7 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
     B = Y.shape[1]
     for b in range(B):
         inv[b] = 0.5 * exp_any(2.0 * s[b])
-    if n >= ONE_PASS_MIN_N:      # sizes.one_pass
+    if n >= (ONE_PASS_MIN_N_PLANE if d == 2 else ONE_PASS_MIN_N):      # sizes.one_pass
         _one_pass_sums(XS, perm, axis, Y, inv, ref, out, dmin, lsum, want_nearest, near,
                        near_d2, dist[0], dist[1])
     else:
@@ -349,59 +350,55 @@ def _first_at(vs, perm, dmin):
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _windowed_lane(XS, axis, perm, Y, b, ib, m, want_nearest, vs, ws, out):
-    """Lane ``b``'s softmax sums relative to the shift ``m``, over the run of sorted data
-    that can carry weight (:func:`_one_pass_sums`); ``vs``, ``ws``: scratch of N entries.
+def _lane_sums(XS, axis, perm, Y, b, ib, m, exact, want_nearest, vs, ws, out):
+    """Lane ``b``'s softmax sums (:func:`_one_pass_sums`); ``vs``, ``ws``: scratch of N.
+
+    ``exact`` False: relative to the shift ``m``, over the run of sorted data that can
+    carry weight, or refused.  ``exact`` True: over all the data, relative to the smallest
+    squared distance, as :func:`_two_pass_sums` forms them (the nearest exponent exactly 0;
+    ``inv`` 0 gives every weight 1, ``inv`` infinite the nearest points alone).
 
     Returns
     -------
     ok : bool
-        False when the shift is refused (nothing is written then).
+        False when the shift is refused (nothing is written to ``out`` then).
     total : float
-        ``sum_j w_j``, ``w_j = exp((m - dist_j) inv)``; ``out[:, b] = sum_j w_j x_j``.
+        ``sum_j w_j``; ``out[:, b] = sum_j w_j x_j``.
     dmin : float
         The smallest squared distance.
     first : int
         With ``want_nearest``, the lowest original index at ``dmin``.
     """
-    if not (ib > 0.0 and ib < np.inf and m * ib <= WINDOW_MAX_SCALE):
-        return False, 0.0, 0.0, -1
-    lo, hi = _window(XS[axis], Y[axis, b], (m + WINDOW_NEGLECT / ib) * WINDOW_ABOVE)
+    lo = 0
+    hi = XS.shape[1]
+    if not exact:
+        if not (ib > 0.0 and ib < np.inf and m * ib <= WINDOW_MAX_SCALE):
+            return False, 0.0, 0.0, -1
+        lo, hi = _window(XS[axis], Y[axis, b], (m + WINDOW_NEGLECT / ib) * WINDOW_ABOVE)
     r = hi - lo
     _distances(XS, Y, b, lo, hi, vs)
-    low = DIST_BITS_INF
     total = 0.0
-    for j in range(r):
-        v = vs[j]
-        low = min(low, _float64_bits_as_int64(v))
-        w = exp_nonpos((m - v) * ib)
-        ws[j] = w
-        total += w
-    dmin = _int64_bits_as_float64(low)
-    if not ((dmin - m) * ib <= WINDOW_MAX_SHIFT):
-        return False, 0.0, 0.0, -1
+    if exact:
+        m = _smallest(vs[:r])
+    if exact and ib == np.inf:      # sigma -> 0: the nearest points alone, ties evenly
+        for j in range(r):
+            w = 1.0 if vs[j] == m else 0.0
+            ws[j] = w
+            total += w
+        dmin = m
+    else:           # the weights and (as the bits' integer minimum) dmin in one loop
+        low = DIST_BITS_INF
+        for j in range(r):
+            v = vs[j]
+            low = min(low, _float64_bits_as_int64(v))
+            w = exp_nonpos((m - v) * ib)     # exact: (dmin - v) inv, the two passes' bits
+            ws[j] = w
+            total += w
+        dmin = _int64_bits_as_float64(low)
+        if not (exact or (dmin - m) * ib <= WINDOW_MAX_SHIFT):
+            return False, 0.0, 0.0, -1
     _weighted_sums(XS, lo, hi, ws, out, b)
     first = _first_at(vs[:r], perm[lo:hi], dmin) if want_nearest else -1
-    return True, total, dmin, first
-
-
-@njit(fastmath=FASTMATH, cache=True)
-def _exact_lane(XS, perm, Y, b, ib, want_nearest, vs, ws, out):
-    """Lane ``b``'s softmax sums over all the data in two passes, as :func:`_two_pass_sums`
-    forms them: the squared distances and their minimum, then the weights relative to it
-    (:func:`softmax_exponent_cpu`: every time, ``inv`` 0 or infinite included, the nearest
-    exponent exactly 0).  What :func:`_windowed_lane` refuses comes here; returns as it
-    does, ``ok`` True."""
-    n = XS.shape[1]
-    _distances(XS, Y, b, 0, n, vs)
-    dmin = _smallest(vs[:n])
-    total = 0.0
-    for j in range(n):
-        w = exp_nonpos(softmax_exponent_cpu(vs[j], dmin, ib))
-        ws[j] = w
-        total += w
-    _weighted_sums(XS, 0, n, ws, out, b)
-    first = _first_at(vs[:n], perm, dmin) if want_nearest else -1
     return True, total, dmin, first
 
 
@@ -436,9 +433,10 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
     exponent far below exp's overflow; the last keeps the weights' rounding near the two
     passes' and implies that the nearest point lies in the run (its squared gap along the
     axis is at most ``dmin < thr``), so that ``dmin`` is the minimum over all points.  NaN
-    and infinite states fail it.  A refused lane takes :func:`_exact_lane`.  Either way the
-    result depends on the lane's own state, time and reference only, so a trajectory's
-    bits do not depend on its lane, its neighbours or the thread count.
+    and infinite states fail it.  A refused lane takes the exact two passes of its own
+    (:func:`_lane_sums` with ``exact``).  Either way the result depends on the lane's own
+    state, time and reference only, so a trajectory's bits do not depend on its lane, its
+    neighbours or the thread count.
     """
     wide_vectors()
     d = XS.shape[0]
@@ -449,11 +447,12 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
             step2 += e * e
         gap = np.sqrt(max(ref[d, b], 0.0)) * WINDOW_BELOW - np.sqrt(step2) * WINDOW_ABOVE
         m = gap * gap * WINDOW_BELOW if gap > 0.0 else 0.0
-        ok, total, dmin, first = _windowed_lane(XS, axis, perm, Y, b, inv[b], m,
+        for exact in (False, True):     # one call site: the inlined sums compile once
+            ok, total, dmin, first = _lane_sums(XS, axis, perm, Y, b, inv[b], m, exact,
                                                 want_nearest, vs, ws, out)
-        if not ok:
-            ok, total, dmin, first = _exact_lane(XS, perm, Y, b, inv[b], want_nearest, vs, ws,
-                                                 out)
+            if ok:
+                break
+        if exact:
             m = dmin
         lsum[b] = total
         shift[b] = m
@@ -963,7 +962,7 @@ def work_arrays(d, n, n_stages):
     it[1] = -1
     return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
-            np.empty((2, n) if one_pass(n) else (n, L)), np.zeros((4, d)), np.empty(n_stages),
+            np.empty((2, n) if one_pass(d, n) else (n, L)), np.zeros((4, d)), np.empty(n_stages),
             np.empty(TILE_N), np.vstack([np.zeros((d, L)), np.full((1, L), -1.0)]))
 
 

@@ -14,7 +14,7 @@ CPU_ENGINES = ("numpy", "numba", "numba-lanes", "batched")
 
 def _data(name):
     """The authors' N = 20, or N = 300 points in d = 2 or 3 (the lane kernel's one-pass
-    sums from ``sizes.ONE_PASS_MIN_N`` = 128 on)."""
+    sums, ``sizes.one_pass``)."""
     if name == "authors":
         return authors_data()
     return np.random.default_rng(14).standard_normal((300, 3 if name == "n300-3d" else 2))

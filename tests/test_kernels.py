@@ -190,7 +190,7 @@ def _one_pass_tolerance(n):
 
 @pytest.mark.parametrize("d", [2, 3])
 def test_lane_rhs_one_pass_against_numpy(d):
-    """The lane right-hand side's one-pass sums (``_one_pass_sums``: N >= ONE_PASS_MIN_N,
+    """The lane right-hand side's one-pass sums (``_one_pass_sums``: ``sizes.one_pass``,
     shifts from each lane's reference, sorted data, the run that can carry weight) against
     :func:`_lane_rhs_reference`, first without references (shift 0: refused where the
     nearest exponent lies below -16, and then served by the exact two passes) and then
@@ -239,14 +239,14 @@ def test_lane_rhs_one_pass_against_numpy(d):
 
 @pytest.mark.parametrize("d", [2, 3])
 def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does(d):
-    """``_windowed_lane`` (one pass from a shift) against ``_exact_lane`` (two passes over
-    all the data) lane by lane: served when the shift lies within WINDOW_MAX_SHIFT of the
+    """``_lane_sums`` from a shift (the run of sorted data) against its exact two passes
+    (all the data) lane by lane: served when the shift lies within WINDOW_MAX_SHIFT of the
     nearest exponent (equal nearest index and distance, sums within
     :func:`_one_pass_tolerance` of the weights' sum), refused for a shift further below, a
     shift times inv above WINDOW_MAX_SCALE, inv = 0 or inf and NaN states.  Each lane is
     served on its own, so its result does not depend on the other lanes."""
-    from scoredyn.kernels.odeint_lanes import (WINDOW_MAX_SCALE, WINDOW_MAX_SHIFT, _exact_lane,
-                                               _windowed_lane, sorted_data)
+    from scoredyn.kernels.odeint_lanes import (WINDOW_MAX_SCALE, WINDOW_MAX_SHIFT, _lane_sums,
+                                               sorted_data)
     X, Y, s = _one_pass_problem(d)
     XS, perm, axis = sorted_data(np.ascontiguousarray(X.T))
     u = np.finfo(float).eps / 2
@@ -256,15 +256,17 @@ def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does(d):
     served = 0
     for b in range(Y.shape[1]):
         inv = 0.5 * np.exp(2.0 * s[b]) if s[b] < 300 else np.inf
-        ok, exact_total, dmin, exact_first = _exact_lane(XS, perm, Y, b, inv, True, vs, ws,
-                                                         exact_sums)
+        ok, exact_total, dmin, exact_first = _lane_sums(XS, axis, perm, Y, b, inv, 0.0, True,
+                                                        True, vs, ws, exact_sums)
+        assert ok
         if not np.isfinite(dmin) or not 0 < inv < np.inf:
-            assert not _windowed_lane(XS, axis, perm, Y, b, inv, 0.0, True, vs, ws, sums)[0]
+            assert not _lane_sums(XS, axis, perm, Y, b, inv, 0.0, False, True, vs, ws,
+                                  sums)[0]
             continue
         for below in (0.0, 0.5, WINDOW_MAX_SHIFT - 1e-6, WINDOW_MAX_SHIFT + 1e-6, 100.0):
             m = max(dmin - below / inv, 0.0)
-            ok, total, dm, first = _windowed_lane(XS, axis, perm, Y, b, inv, m, True, vs, ws,
-                                                  sums)
+            ok, total, dm, first = _lane_sums(XS, axis, perm, Y, b, inv, m, False, True, vs,
+                                              ws, sums)
             assert ok == ((dmin - m) * inv <= WINDOW_MAX_SHIFT
                           and m * inv <= WINDOW_MAX_SCALE), (b, below)
             if not ok:

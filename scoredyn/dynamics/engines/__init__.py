@@ -137,7 +137,7 @@ def choose(problem, engine=None, backend=None):
         n = getattr(problem.field, "n", None) or getattr(problem.field, "n_components", 0)
         lanes = ENGINES["numba-lanes"]
         lanes_fit = q >= LANE_MIN_TRAJECTORIES and lanes.unavailable(problem) is None
-        if lanes_fit and d <= LANE_ANY_N_MAX_D and one_pass(n):
+        if lanes_fit and d <= LANE_ANY_N_MAX_D and one_pass(d, n):
             return lanes
         if (n * d >= BATCHED_MIN_ND and q >= BATCHED_MIN_Q
                 and ENGINES["batched"].unavailable(problem) is None):
