@@ -447,7 +447,7 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
             step2 += e * e
         gap = np.sqrt(max(ref[d, b], 0.0)) * WINDOW_BELOW - np.sqrt(step2) * WINDOW_ABOVE
         m = gap * gap * WINDOW_BELOW if gap > 0.0 else 0.0
-        for exact in (False, True):     # one call site: the inlined sums compile once
+        for exact in (False, True):     # one call site: one copy of the sums to compile
             ok, total, dmin, first = _lane_sums(XS, axis, perm, Y, b, inv[b], m, exact,
                                                 want_nearest, vs, ws, out)
             if ok:
