@@ -38,7 +38,7 @@ from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N, wide_vectors
 from .launch import run_chunks
-from .sizes import LANES, ONE_PASS_MIN_N, ONE_PASS_MIN_N_PLANE, one_pass
+from .sizes import LANES, one_pass
 from .mathfn import (_float64_bits_as_int64, _int64_bits_as_float64, exp_any,
                      exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into)
 from .odeint import CPU
@@ -86,8 +86,8 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
               near, near_d2, XS, perm, axis, ref):
     """``out[:, b] = -r (Y[:, b] - D(Y[:, b]; e^{-s_b}))`` for every lane b.
 
-    The softmax sums come from :func:`_one_pass_sums` (``sizes.one_pass``) or
-    :func:`_two_pass_sums`; :func:`_finish` applies the regularization.
+    The softmax sums come from :func:`_two_pass_sums` (:func:`_lane_rhs_one_pass`: from
+    :func:`_one_pass_sums`); :func:`_finish` applies the regularization.
 
     Parameters
     ----------
@@ -110,16 +110,29 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
         :func:`lane_chunk` sets it when a lane takes a trajectory.
     """
     wide_vectors()
-    d, n = XT.shape
-    B = Y.shape[1]
-    for b in range(B):
-        inv[b] = 0.5 * exp_any(2.0 * s[b])
-    if n >= (ONE_PASS_MIN_N_PLANE if d == 2 else ONE_PASS_MIN_N):      # sizes.one_pass
-        _one_pass_sums(XS, perm, axis, Y, inv, ref, out, dmin, lsum, want_nearest, near,
-                       near_d2, dist[0], dist[1])
-    else:
-        _two_pass_sums(XT, Y, out, dist, inv, dmin, lsum, thr, want_nearest, near, near_d2)
+    _lane_inv(s, inv)
+    _two_pass_sums(XT, Y, out, dist, inv, dmin, lsum, thr, want_nearest, near, near_d2)
     _finish(reg_kind, reg_param, Y, inv, out, dmin, lsum)
+
+
+def _lane_rhs_one_pass(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr,
+                       want_nearest, near, near_d2, XS, perm, axis, ref):
+    """:func:`_lane_rhs` with the sums of :func:`_one_pass_sums` (``sizes.one_pass``);
+    ``dist`` is (2, N) scratch.  A function of its own, so that each compiles to its own
+    function pointer (:func:`lane_rhs`): in one function the two-pass loops ran 2-5 %
+    slower at N = 20, and a process that never needs one of them does not compile it."""
+    wide_vectors()
+    _lane_inv(s, inv)
+    _one_pass_sums(XS, perm, axis, Y, inv, ref, out, dmin, lsum, want_nearest, near,
+                   near_d2, dist[0], dist[1])
+    _finish(reg_kind, reg_param, Y, inv, out, dmin, lsum)
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _lane_inv(s, inv):
+    """``inv[b] = 1 / (2 sigma_b^2) = e^{2 s_b} / 2`` for every lane."""
+    for b in range(s.shape[0]):
+        inv[b] = 0.5 * exp_any(2.0 * s[b])
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -488,9 +501,9 @@ LANE_RHS_SIGNATURE = types.void(_F2, _F2, _F1, types.int64, types.float64, _F2, 
 
 
 @functools.cache
-def lane_rhs():
-    """:func:`_lane_rhs` compiled once, on its own (or loaded from its cache entry), as the
-    function pointer :func:`lane_chunk` calls.
+def lane_rhs(one_pass=False):
+    """:func:`_lane_rhs` (``one_pass``: :func:`_lane_rhs_one_pass`) compiled once, on its own
+    (or loaded from its cache entry), as the function pointer :func:`lane_chunk` calls.
 
     Why not a plain call: numba links every callee into its caller's module and optimises the
     copy again.  The process that compiles the caller runs the callee's own code; a process
@@ -499,7 +512,7 @@ def lane_rhs():
     process runs the one compiled code.
     """
     return cfunc(LANE_RHS_SIGNATURE, cache=True, fastmath=FASTMATH, error_model="numpy",
-                 _nrt=False)(_lane_rhs)
+                 _nrt=False)(_lane_rhs_one_pass if one_pass else _lane_rhs)
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -929,8 +942,8 @@ def integrate_lanes(XT, *args):
     Yout, Uout, outi, outf)``, as :func:`scoredyn.kernels.odeint.integrate`.
     """
     nq = args[0].shape[0]
-    rhs_fn = lane_rhs()
     d, n = XT.shape
+    rhs_fn = lane_rhs(one_pass(d, n))
     n_stages = args[8].shape[0]
     sorted_xt = sorted_data(XT)
 

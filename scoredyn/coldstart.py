@@ -107,6 +107,7 @@ def warm(*, progress=True):
     from tqdm.auto import tqdm
 
     import scoredyn as sd
+    from scoredyn.kernels.sizes import ONE_PASS_MIN_N
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 2))
@@ -134,6 +135,14 @@ def warm(*, progress=True):
                      engine=engine, save_at=[0.5])
         return run
 
+    def lane_solves():
+        solve("numba-lanes", lanes)()
+        # from kernels.sizes.one_pass's N on, each lane's sums are formed along the data
+        # by a right-hand side of its own
+        many = rng.standard_normal((ONE_PASS_MIN_N, 3))
+        sd.solve(sd.EmpiricalScore(many), many[:lanes] + 0.1, (0.0, 1.0),
+                 engine="numba-lanes")
+
     def mixture():
         gm = sd.GaussianMixture(X, np.full(30, 0.1))
         gm.denoise(Y, 0.5)                                   # component-major kernel
@@ -155,7 +164,7 @@ def warm(*, progress=True):
     groups = [("fields", fields), ("Gaussian mixtures", mixture),
               ("voronoi and nearest neighbours", geometry),
               ("solve, per trajectory", solve("numba", 2)),
-              ("solve, SIMD lanes", solve("numba-lanes", lanes)),
+              ("solve, SIMD lanes", lane_solves),
               ("solve, batched", batched)]
     took = []
     bar = tqdm(groups, desc="compiling", unit="group", disable=not progress)

@@ -203,7 +203,7 @@ def test_lane_rhs_one_pass_against_numpy(d):
     X, Y, s = _one_pass_problem(d)
     n = X.shape[0]
     XT = np.ascontiguousarray(X.T)
-    rhs = lane_rhs()
+    rhs = lane_rhs(one_pass=True)
 
     @njit
     def call(XT, Y, s, out, dist, inv, dmin, lsum, thr, near, near_d2, XS, perm, axis, ref):
