@@ -106,8 +106,8 @@ def _lane_rhs(XT, Y, s, reg_kind, reg_param, out, dist, inv, dmin, lsum, thr, wa
         The data sorted along coordinate ``axis`` (:func:`sorted_data`).
     ref : (d + 1, B) float64, in/out
         Per lane, a state of its trajectory and the smallest squared distance from it to
-        the data (row d; negative: none), read and updated by :func:`_one_pass_sums`;
-        :func:`lane_chunk` sets it when a lane takes a trajectory.
+        the data (row d; negative or not finite: none), read and updated by
+        :func:`_one_pass_sums`; :func:`lane_chunk` sets it when a lane takes a trajectory.
     """
     wide_vectors()
     _lane_inv(s, inv)
@@ -459,7 +459,9 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
         for k in range(d):
             e = Y[k, b] - ref[k, b]
             step2 += e * e
-        gap = np.sqrt(max(ref[d, b], 0.0)) * WINDOW_BELOW - np.sqrt(step2) * WINDOW_ABOVE
+        ref_d = ref[d, b]       # negative, infinite or NaN: no reference, shift 0
+        root = np.sqrt(ref_d) if 0.0 <= ref_d < np.inf else 0.0
+        gap = root * WINDOW_BELOW - np.sqrt(step2) * WINDOW_ABOVE
         m = gap * gap * WINDOW_BELOW if gap > 0.0 else 0.0
         for exact in (False, True):     # one call site: one copy of the sums to compile
             ok, total, dmin, first = _lane_sums(XS, axis, perm, Y, b, inv[b], m, exact,
@@ -475,7 +477,7 @@ def _one_pass_sums(XS, perm, axis, Y, inv, ref, out, shift, lsum, want_nearest, 
             near_d2[b] = dmin
         for k in range(d):
             ref[k, b] = Y[k, b]
-        ref[d, b] = dmin if dmin < np.inf else -1.0       # NaN and inf: no reference
+        ref[d, b] = dmin
 
 
 def sorted_data(XT):
@@ -674,7 +676,7 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, sorted_xt, Y0, grid, save_slot, seg_steps
                                          mean, scratch, always)
                     for k in range(d):
                         ref[k, b] = tmp[k]
-                    ref[d, b] = dd1[b] if dd1[b] < np.inf else -1.0
+                    ref[d, b] = dd1[b]
                     for k in range(d):
                         G[0, k, b] = f0[k]
                     nf[b] = 1
@@ -977,7 +979,7 @@ def work_arrays(d, n, n_stages):
     return (np.zeros((19, L)), it, np.zeros((3, d, L)), np.zeros((n_stages, d, L)),
             np.zeros((n_stages, L)), np.ones((n_stages, L)), np.ones((n_stages + 1, L)),
             np.empty((2, n) if one_pass(d, n) else (n, L)), np.zeros((4, d)), np.empty(n_stages),
-            np.empty(TILE_N), np.vstack([np.zeros((d, L)), np.full((1, L), -1.0)]))
+            np.empty(TILE_N), np.full((d + 1, L), -1.0))
 
 
 def lane_chunk_size(nq):

@@ -56,6 +56,26 @@ def test_relative_weight_limits():
     assert relative_weight(2.5, 2.0, 0.0) == 1.0         # sigma -> inf
 
 
+def _exact_tie(X):
+    """Make ``X[0], X[1] = c -/+ e`` with dyadic ``c`` and ``e``, so that both distances from
+    ``c`` have the same bits (an exact tie); returns ``c``."""
+    d = X.shape[1]
+    c = np.round(X[0] * 1024) / 1024
+    e = np.array([2.0 ** -10, -2.0 ** -11, 2.0 ** -12])[:d]
+    X[0], X[1] = c - e, c + e
+    return c
+
+
+def _lane_rhs_caller(rhs):
+    """A compiled call of the lane right-hand side pointer ``rhs`` with ``want_nearest`` and
+    no regularization (the pointer is only callable from compiled code)."""
+    @njit
+    def call(XT, Y, s, out, dist, inv, dmin, lsum, thr, near, near_d2, XS, perm, axis, ref):
+        rhs(XT, Y, s, 0, 0.0, out, dist, inv, dmin, lsum, thr, True, near, near_d2, XS, perm,
+            axis, ref)
+    return call
+
+
 def _lane_rhs_reference(X, Y, s):
     """``-(y - D(y, e^{-s}))`` per lane, in numpy: the squared distances summed in the
     kernel's order, the exponents ``-(dist - dmin) / (2 sigma^2)`` formed as it forms them
@@ -96,11 +116,7 @@ def test_lane_rhs_against_numpy(d, times):
     X[-6:-3, 0] += 3.0          # weights of e^-10 to e^-60 late on: too large to skip
     X[-3:] *= 80.0              # far from every lane: flushed to 0 in all of them late on
     Y = X[rng.integers(0, n - 6, LANES)].T + 0.3 * rng.standard_normal((d, LANES))
-    # an exact tie: X[0], X[1] = c -/+ e with dyadic c and e, so both distances have the same bits
-    c = np.round(X[0] * 1024) / 1024
-    e = np.array([2.0 ** -10, -2.0 ** -11, 2.0 ** -12])[:d]
-    X[0], X[1] = c - e, c + e
-    Y[:, 0] = c
+    Y[:, 0] = _exact_tie(X)
     s = np.tile(np.array([-400.0, 0.0, 2.0, 5.0, 9.0, 30.0, 12.0, 7.0]), LANES // 8)
     s[0] = 400.0 if times == "infinite" else 60.0
     if times == "late":
@@ -110,12 +126,7 @@ def test_lane_rhs_against_numpy(d, times):
     out = np.empty((d, LANES))
     scratch = [np.empty(LANES) for _ in range(4)]
     near = np.empty(LANES, np.int64)
-    rhs = lane_rhs()
-
-    @njit
-    def call(XT, Y, s, out, dist, inv, dmin, lsum, thr, near, near_d2, XS, perm, axis, ref):
-        rhs(XT, Y, s, 0, 0.0, out, dist, inv, dmin, lsum, thr, True, near, near_d2, XS, perm,
-            axis, ref)
+    call = _lane_rhs_caller(lane_rhs())
     call(XT, Y, s, out, np.empty((n, LANES)), *scratch, near, np.empty(LANES),
          *sorted_data(XT), np.full((d + 1, LANES), -1.0))
     ref = _lane_rhs_reference(X, Y, s)
@@ -156,9 +167,7 @@ def _one_pass_problem(d):
     n = 300
     X = 0.5 * rng.standard_normal((n, d))
     X[-3:] *= 80.0
-    c = np.round(X[0] * 1024) / 1024
-    e = np.array([2.0 ** -10, -2.0 ** -11, 2.0 ** -12])[:d]
-    X[0], X[1] = c - e, c + e
+    c = _exact_tie(X)
     Y = X[rng.integers(0, n - 3, LANES)].T + 0.05 * rng.standard_normal((d, LANES))
     Y[:, 0] = c
     s = rng.uniform(-2.0, 9.0, LANES)
@@ -203,13 +212,7 @@ def test_lane_rhs_one_pass_against_numpy(d):
     X, Y, s = _one_pass_problem(d)
     n = X.shape[0]
     XT = np.ascontiguousarray(X.T)
-    rhs = lane_rhs(one_pass=True)
-
-    @njit
-    def call(XT, Y, s, out, dist, inv, dmin, lsum, thr, near, near_d2, XS, perm, axis, ref):
-        rhs(XT, Y, s, 0, 0.0, out, dist, inv, dmin, lsum, thr, True, near, near_d2, XS, perm,
-            axis, ref)
-
+    call = _lane_rhs_caller(lane_rhs(one_pass=True))
     ref = np.full((d + 1, LANES), -1.0)
     sorted_xt = sorted_data(XT)
     u = np.finfo(float).eps / 2
