@@ -19,6 +19,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 
 @functools.cache
@@ -61,3 +64,36 @@ def run_chunks(kernel, n, chunk, *args):
 def chunk_size(n, per_thread=8):
     """Items per chunk: about ``per_thread`` chunks per thread (dynamic balance), at least 1."""
     return max(1, -(-n // (per_thread * numba.get_num_threads())))
+
+
+def run_workers(kernel, workers, *args):
+    """Run ``kernel(*args)`` once on each of ``workers`` threads of the pool (``workers <= 1``:
+    once, here), for kernels that share their work out among themselves
+    (:func:`take_next`)."""
+    if workers <= 1:
+        kernel(*args)
+        return
+    pool = thread_pool(workers, os.getpid())
+    for future in [pool.submit(kernel, *args) for _ in range(workers)]:
+        future.result()
+
+
+@intrinsic
+def take_next(typingctx, counter):
+    """``counter[0]``'s value before adding 1 to it, atomically: the next item of a queue that
+    the threads of :func:`run_workers` share (an ``int64[::1]`` array, 0 at the start).
+
+    Every thread takes an item as soon as it has room for one, so none idles while another
+    still has items queued (with fixed ranges per thread, each range's last items ran with
+    the other lanes idle).  A value at or past the end means the queue is empty.
+    """
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, ir.Constant(ir.IntType(64), 1),
+                                  "monotonic")
+
+    return sig, codegen

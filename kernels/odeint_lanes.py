@@ -37,7 +37,7 @@ import numpy as np
 from numba import cfunc, njit, types
 
 from .config import FASTMATH, TILE_N, wide_vectors
-from .launch import run_chunks
+from .launch import run_workers, take_next
 from .sizes import LANES, one_pass
 from .mathfn import (_float64_bits_as_int64, _int64_bits_as_float64, exp_any,
                      exp_any_into, exp_nonpos, exp_nonpos_into, log_pos_into)
@@ -56,8 +56,6 @@ from .voronoi import cell_margins
 _rhs = CPU["rhs"]
 _config = CPU["config"]
 
-#: most trajectories per parallel work item (LANES: advanced together by one thread)
-CHUNK = 1024
 #: a lane's one-pass sums are refused (and formed exactly, :func:`_lane_sums`) when their shift
 #: lies more than this below the nearest point's exponent: the weights' exponents then carry
 #: a few u (16 + dmin inv + x) of rounding, against the exact shift's few u (dmin inv + x)
@@ -577,11 +575,12 @@ def _lane_lawson_coefficients(a, n, decay, h, growth, ce, ca):
 
 
 @njit(nogil=True, cache=True, error_model="numpy", _nrt=False)
-def lane_chunk(q_lo, q_hi, rhs_fn, XT, sorted_xt, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C,
+def lane_chunk(queue, rhs_fn, XT, sorted_xt, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C,
                Berr, P, cfg, Ysave, Yout, Uout, outi, outf, work):
-    """Trajectories ``q_lo`` to ``q_hi - 1``, LANES at a time; ``rhs_fn`` is
+    """The trajectories of the shared ``queue`` (:func:`launch.take_next`: an int64 counter,
+    0 at the start, shared by every thread's call), LANES at a time; ``rhs_fn`` is
     :func:`lane_rhs`'s function pointer, ``sorted_xt`` the data as :func:`sorted_data`
-    returns them, ``work`` the work item's scratch (:func:`work_arrays`).
+    returns them, ``work`` this call's scratch (:func:`work_arrays`).
 
     :func:`trajectory.advance` without recentring or ``V^delta`` tracking.
     Arguments as in :func:`scoredyn.kernels.odeint.integrate` (same meaning; the
@@ -653,17 +652,20 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, sorted_xt, Y0, grid, save_slot, seg_steps
     f0 = vec[1]
     mean = vec[2]
     zero = vec[3]
-    nxt = q_lo
+    nq = Y0.shape[0]
+    queue_empty = False
     while True:
         # -- step start for every lane: finish, refill, then step size
         active = 0
         for b in range(L):
             while True:
                 if traj[b] < 0:
-                    if nxt >= q_hi:
+                    if queue_empty:
                         break
-                    q = nxt
-                    nxt += 1
+                    q = take_next(queue)
+                    if q >= nq:
+                        queue_empty = True
+                        break
                     traj[b] = q
                     for k in range(d):
                         u[k, b] = Y0[q, k]
@@ -938,8 +940,8 @@ def lane_chunk(q_lo, q_hi, rhs_fn, XT, sorted_xt, Y0, grid, save_slot, seg_steps
 
 
 def integrate_lanes(XT, *args):
-    """Every trajectory on all cores: :func:`lane_chunk` per :func:`lane_chunk_size`
-    trajectories (:mod:`launch`), each work item with its own :func:`work_arrays`.
+    """Every trajectory on all cores: one :func:`lane_chunk` per thread (:func:`lane_workers`),
+    each with its own :func:`work_arrays`, all taking trajectories from one queue.
 
     ``integrate_lanes(XT, Y0, grid, save_slot, seg_steps, A, B, E, Ef, C, Berr, P, cfg, Ysave,
     Yout, Uout, outi, outf)``, as :func:`scoredyn.kernels.odeint.integrate`.
@@ -949,11 +951,12 @@ def integrate_lanes(XT, *args):
     rhs_fn = lane_rhs(one_pass(d, n))
     n_stages = args[8].shape[0]
     sorted_xt = sorted_data(XT)
+    queue = np.zeros(1, np.int64)
 
-    def item(lo, hi):
-        lane_chunk(lo, hi, rhs_fn, XT, sorted_xt, *args, work_arrays(d, n, n_stages))
+    def worker():
+        lane_chunk(queue, rhs_fn, XT, sorted_xt, *args, work_arrays(d, n, n_stages))
 
-    run_chunks(item, nq, lane_chunk_size(nq))
+    run_workers(worker, lane_workers(nq))
 
 
 def work_arrays(d, n, n_stages):
@@ -982,19 +985,14 @@ def work_arrays(d, n, n_stages):
             np.empty(TILE_N), np.full((d + 1, L), -1.0))
 
 
-def lane_chunk_size(nq):
-    """Trajectories per work item: items of equal size (at most :data:`CHUNK`, at least two
-    lane sets; a lane whose trajectory ends takes the next one of its work item), as many as
-    a multiple of the threads, so that the threads end together: rounding each thread's
-    share up to whole lane sets gave 2000 trajectories items of 1024 and 976.
+def lane_workers(nq):
+    """Threads for ``nq`` trajectories: every thread, but no more than there are lane sets.
 
-    With a fixed 1024, a solve of 1000 trajectories ran on one core.  Smaller items (two per
-    thread) balance better in principle but leave more lanes idle at their ends: measured
-    (N = 20, gl-dopri5, 2 threads) one item per thread is as fast or faster at every Q
-    (Q = 500: 5.3 ms against 6.2; Q = 1000: 8.2 against 9.0).  Each trajectory's arithmetic
-    does not depend on its lane or work item, so neither does the result.
+    The threads share one queue of trajectories (:func:`lane_chunk`), so they end together,
+    within one trajectory's run, and a lane idles only in that last stretch.  Before, each
+    thread ran fixed ranges of at most 1024 trajectories, and each range's last trajectories
+    ran with the other lanes idle: 5 % of the lane steps at N = 20, Q = 10^4 (gl-dopri5,
+    2 threads; 0.4 % with one queue, counted from the trajectories' step counts).  Which lane
+    or thread runs a trajectory does not change its arithmetic, so neither does the result.
     """
-    threads = numba.get_num_threads()
-    items = -(-nq // CHUNK)
-    items = -(-items // threads) * threads
-    return max(2 * LANES, -(-nq // items))
+    return max(1, min(numba.get_num_threads(), -(-nq // LANES)))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from scoredyn.kernels.launch import run_workers, take_next
 from scoredyn.kernels.mathfn import exp_nonpos, relative_weight
 
 
@@ -283,3 +284,24 @@ def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does(d):
             np.testing.assert_allclose(sums[:, b], exact_sums[:, b] * scale, rtol=0,
                                        atol=bound)
     assert served >= 4 * 50
+
+
+@njit(nogil=True)
+def _drain(queue, taken):
+    n = taken.shape[0]
+    while True:
+        i = take_next(queue)
+        if i >= n:
+            return
+        taken[i] += 1
+
+
+def test_the_shared_queue_hands_out_every_item_once():
+    """Four threads draining one queue (the lane solver's: :func:`launch.take_next`) take
+    every item exactly once; a counter incremented without an atomic read-modify-write loses
+    and repeats items under this contention."""
+    taken = np.zeros(1_000_000, np.int64)
+    queue = np.zeros(1, np.int64)
+    run_workers(_drain, 4, queue, taken)
+    assert np.all(taken == 1)
+    assert queue[0] >= taken.shape[0] + 4 - 1      # each thread's last take finds it empty
