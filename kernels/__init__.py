@@ -22,6 +22,7 @@ stages      the Runge-Kutta stage combinations of the numpy engine, in one pass.
 odeint      :mod:`trajectory` on the CPU (one trajectory per parallel iteration).
 odeint_lanes  the same scheme with trajectories as SIMD lanes (many trajectories,
             no recentring / V^delta tracking).
+simd        its loops in the plane with explicit vector registers (LLVM IR).
 voronoi     two nearest sites and :mod:`cell` on the CPU.
 knn         exact streaming k nearest neighbours.
 launch      launching a compiled loop over trajectories on the CPU's cores.

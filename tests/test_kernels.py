@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from numba import njit
 
+from scoredyn.kernels.config import FASTMATH
 from scoredyn.kernels.launch import run_workers, take_next
 from scoredyn.kernels.mathfn import exp_nonpos, relative_weight
+from scoredyn.kernels.simd import BLOCK, plane_distances, plane_sums
 
 
 @njit
@@ -305,3 +307,103 @@ def test_the_shared_queue_hands_out_every_item_once():
     run_workers(_drain, 4, queue, taken)
     assert np.all(taken == 1)
     assert queue[0] >= taken.shape[0] + 4 - 1      # each thread's last take finds it empty
+
+
+@njit(fastmath=FASTMATH, error_model="numpy")
+def _plane_loops_in_numba(XT, Y, inv, dist, dmin, thr, lsum, o0, o1):
+    """The two passes of the lane right-hand side in the plane as plain numba loops over the
+    lanes (the code :mod:`scoredyn.kernels.simd` replaced), with every ``inv`` finite."""
+    n = XT.shape[1]
+    for b in range(Y.shape[1]):
+        dmin[b] = np.inf
+        lsum[b] = 0.0
+        o0[b] = 0.0
+        o1[b] = 0.0
+    for j in range(n):
+        for b in range(Y.shape[1]):
+            t0 = Y[0, b] - XT[0, j]
+            t1 = Y[1, b] - XT[1, j]
+            v = t0 * t0 + t1 * t1
+            dist[j, b] = v
+            dmin[b] = min(dmin[b], v)
+    for b in range(Y.shape[1]):
+        thr[b] = dmin[b] + 709.0 / inv[b]
+    for j in range(n):
+        for b in range(Y.shape[1]):
+            w = exp_nonpos((dmin[b] - dist[j, b]) * inv[b])
+            lsum[b] += w
+            o0[b] += w * XT[0, j]
+            o1[b] += w * XT[1, j]
+
+
+@njit(error_model="numpy")
+def _plane_loops_simd(XT, Y, inv, dist, dmin, thr, lsum, o0, o1):
+    for b in range(Y.shape[1]):
+        lsum[b] = 0.0
+        o0[b] = 0.0
+        o1[b] = 0.0
+    for b0 in range(0, Y.shape[1], BLOCK):
+        plane_distances(XT, Y, b0, dist, dmin)
+    for b in range(Y.shape[1]):
+        thr[b] = dmin[b] + 709.0 / inv[b]
+    for b0 in range(0, Y.shape[1], BLOCK):
+        plane_sums(XT, dist, dmin, inv, thr, b0, lsum, o0, o1)
+
+
+def _plane_run(loops, XT, Y, inv):
+    n, lanes = XT.shape[1], Y.shape[1]
+    dist = np.full((n, lanes), -1.0)
+    rest = [np.full(lanes, -1.0) for _ in range(5)]
+    loops(XT, Y, inv, dist, *rest)
+    return [dist] + rest
+
+
+@pytest.mark.parametrize("n", [1, 7, 20, 200])
+def test_simd_plane_loops_are_the_numba_loops_bit_for_bit(n):
+    """:func:`simd.plane_distances` and :func:`simd.plane_sums` (the lanes held in registers)
+    give the bits of the numba loops they replace: distances, minima, thresholds and sums,
+    over lanes whose points are all skipped, partly skipped, exactly tied (the minimum taken
+    once, weight 1 twice), NaN (never the minimum; weights 0) and at the exp's flush."""
+    rng = np.random.default_rng(n)
+    lanes = 64
+    X = rng.standard_normal((n, 2))
+    c = _exact_tie(X) if n > 1 else X[0]
+    Y = X[rng.integers(0, n, lanes)] + 10.0 ** rng.uniform(-8, 1, (lanes, 1)) * rng.standard_normal((lanes, 2))
+    Y[0] = c
+    Y[1] = np.nan
+    Y[2, 0] = np.nan
+    inv = 10.0 ** rng.uniform(-3, 12, lanes)
+    inv[3] = 0.0
+    inv[4:12] = 1e300          # one block of 8 whose far points are all skipped
+    XT, Yt = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+    expected = _plane_run(_plane_loops_in_numba, XT, Yt, inv)
+    got = _plane_run(_plane_loops_simd, XT, Yt, inv)
+    for name, e, g in zip(("dist", "dmin", "thr", "lsum", "o0", "o1"), expected, got):
+        np.testing.assert_array_equal(g, e, err_msg=name)
+    assert got[3][1] == 0.0 and got[3][2] == 0.0        # NaN lanes: every weight 0
+    if n > 1:
+        assert got[3][0] >= 2.0                             # the tie: both weights 1
+
+
+def test_simd_exp_is_exp_nonpos_bit_for_bit():
+    """The vector exp of :mod:`scoredyn.kernels.simd` is :func:`exp_nonpos` bit for bit,
+    read through :func:`simd.plane_sums` with one data point at the origin: each lane's sum
+    is then exactly its weight ``exp_nonpos(-dist)``."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([-rng.uniform(0, 708, 4000), -rng.uniform(0, 1e-6, 400),
+                        -10.0 ** rng.uniform(-300, 2.8, 400), [0.0, -np.log(2), -707.9999,
+                        -708.0, -708.0000001, -745.2, -1e300, -np.inf, np.nan]])
+    x = np.concatenate([x, np.zeros(-x.size % 64)]).reshape(-1, 64)
+    XT = np.zeros((2, 1))
+    zero = np.zeros(64)
+    for row in x:
+        dist = np.ascontiguousarray(-row[None, :])
+        lsum, o0, o1 = np.zeros(64), np.zeros(64), np.zeros(64)
+        _plane_sums_only(XT, dist, zero, np.ones(64), np.full(64, np.inf), lsum, o0, o1)
+        np.testing.assert_array_equal(lsum, _apply(row))
+
+
+@njit
+def _plane_sums_only(XT, dist, dmin, inv, thr, lsum, o0, o1):
+    for b0 in range(0, dist.shape[1], BLOCK):
+        plane_sums(XT, dist, dmin, inv, thr, b0, lsum, o0, o1)
