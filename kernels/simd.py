@@ -4,39 +4,52 @@
 points, each with an inner loop over the lanes that LLVM vectorises.  In the paper's
 setting (d = 2, N = 20) that inner loop runs 8 vectors per data point, and every vector
 loads and stores the lane's running sums, and computes one exp: a chain of 14 dependent
-fused multiply-adds.  The core's out-of-order window holds about four such chains, so the
-loop ran at 1.9x the exp's own throughput (AMD EPYC Zen 5, one core: 4.9-5.1 ns per 8
-lanes and data point, against 2.6 ns for 8 exps in :func:`mathfn.exp_sum`, whose loop LLVM
-interleaves four wide).
+fused multiply-adds per iteration, which the core overlaps with too few others.  That loop
+ran at 1.9x the exp's own throughput (AMD EPYC Zen 5, one core: 4.9-5.1 ns per 8 lanes and
+data point, against 2.6 ns for 8 exps in :func:`mathfn.exp_sum`, whose loop LLVM
+interleaves four wide); holding the sums in registers alone gained 7 %, interleaving
+independent exps the rest.
 
 Here the loops over the data run inside a block of ``BLOCK`` lanes (``VECTORS`` registers of
 ``WIDTH`` doubles) whose sums, minima, shifts and thresholds stay in registers from the
-first data point to the last, with ``VECTORS`` independent exps per data point
-interleaved by the scheduler.  numba has no vector type, so the two loops are written as
-LLVM IR (:func:`plane_distances`, :func:`plane_sums`); each lane's operations, and their
-order, are exactly those of the numba loops they replace (same flags: no contraction but
-the exp's own), so the results are the same bits (tests/test_kernels.py holds both the
-exp and the sums to that).
+first data point to the last, and each iteration of the weights' loop takes ``UNROLL``
+data points: ``VECTORS x UNROLL`` independent exps that the scheduler interleaves.  numba
+has no vector type, so the two loops are written as LLVM IR (:func:`plane_distances`,
+:func:`plane_sums`); each lane's operations, and their order, are exactly those of the
+numba loops they replace (same flags: no contraction but the exp's own), so the results
+are the same bits (tests/test_kernels.py holds both the exp and the sums to that).
 
 Developers: numba's cache keys a kernel on its own file, so after changing this one delete
 ``odeint_lanes``'s entries under ``kernels/__pycache__`` (or use a fresh
 ``NUMBA_CACHE_DIR``).
 """
-from llvmlite import binding as llvm
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.core import cgutils
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from .config import FASTMATH, FASTMATH_STRICT
 from .mathfn import _LN2_HI, _LN2_LO, _LOG2E, EXP_C, EXP_FLUSH
 
-#: doubles per vector register: 8 with AVX-512, else 4
-WIDTH = 8 if llvm.get_host_cpu_features().get("avx512f", False) else 4
-#: vectors per block: four independent exps per data point (on Zen 5 with 8 wide: 4.2 ns
-#: per 8 lanes and data point, against 4.5 with one and 4.3 with two); two with 4-wide
-#: registers, of which there are 16, not 32
-VECTORS = 4 if WIDTH == 8 else 2
+
+def _compiled_features():
+    """The CPU features numba compiles for: ``NUMBA_CPU_FEATURES`` if set, else the host's
+    (``numba.core.codegen``'s rule, which also honours ``NUMBA_ENABLE_AVX``)."""
+    return (config.CPU_FEATURES if config.CPU_FEATURES is not None
+            else get_host_cpu_features()).split(",")
+
+
+#: doubles per vector register: 8 where the code is compiled with AVX-512, else 4
+WIDTH = 8 if "+avx512f" in _compiled_features() else 4
+#: vectors per block, and data points per iteration of :func:`plane_sums`: VECTORS x UNROLL
+#: independent exps in flight.  Measured in the lane solver (N = 20, Q = 10^4, gl-dopri5,
+#: Zen 5, 2 cores, alternating runs): 11.6-12.2 ns per evaluation with 2 x 4, 11.8-12.7 with
+#: 4 x 2, 12.2-13.1 with 2 x 2, 12.2-13.2 with 4 x 1; 4 x 4 and 2 x 8 were slower.  Compiled
+#: without AVX-512 (``NUMBA_CPU_FEATURES``, same machine): 19.8-19.9 ns with 2 x 4, 20.9-21.5
+#: with 2 x 2, 1 x 4 and 1 x 2 (the numba loops, before the shared queue: 24.4-24.6).
+VECTORS = 2
+UNROLL = 4
 #: lanes per block of :func:`plane_distances` and :func:`plane_sums`
 BLOCK = WIDTH * VECTORS
 
@@ -135,6 +148,26 @@ def _loop(builder, n, carried, body, name):
     return values
 
 
+def _when(builder, cond, values, then, name):
+    """``then(values)`` if ``cond``, else ``values`` (merged by phis after the branch)."""
+    start = builder.block
+    yes = builder.append_basic_block(name + ".then")
+    join = builder.append_basic_block(name + ".join")
+    builder.cbranch(cond, yes, join)
+    builder.position_at_end(yes)
+    new = then(values)
+    end = builder.block
+    builder.branch(join)
+    builder.position_at_end(join)
+    merged = []
+    for old, v in zip(values, new):
+        phi = builder.phi(old.type)
+        phi.add_incoming(old, start)
+        phi.add_incoming(v, end)
+        merged.append(phi)
+    return merged
+
+
 def _arrays_ok(*arrays):
     return all(isinstance(a, types.Array) and a.dtype == types.float64 and a.layout == "C"
                for a in arrays)
@@ -214,45 +247,46 @@ def plane_sums(typingctx, XT, dist, dmin, inv, thr, b0, lsum, o0, o1):
         cut = [_load(builder, th.data, c) for c in cols]
         sums = [_load(builder, out.data, c) for out in (ls, s0, s1) for c in cols]
 
-        def body(j, acc):
-            row = builder.mul(j, lanes)
-            dj = [_load(builder, dst.data, builder.add(row, c)) for c in cols]
+        def weigh(js, acc):
+            """The data points ``js`` (ascending), unless every lane is beyond ``thr``."""
+            dj = [[_load(builder, dst.data, builder.add(builder.mul(j, lanes), c)) for c in cols]
+                  for j in js]
             live = None
-            for k in range(VECTORS):        # not (dist > thr): NaN distances are live
-                m = builder.bitcast(builder.fcmp_unordered("<=", dj[k], cut[k]),
-                                    ir.IntType(WIDTH))
-                live = m if live is None else builder.or_(live, m)
-            start = builder.block
-            weigh = builder.append_basic_block("plane_sums.weigh")
-            join = builder.append_basic_block("plane_sums.join")
-            builder.cbranch(builder.icmp_unsigned("!=", live, ir.Constant(ir.IntType(WIDTH), 0)),
-                            weigh, join)
-            builder.position_at_end(weigh)
-            a0 = _broadcast(builder, builder.load(builder.gep(xt.data, [j])))
-            a1 = _broadcast(builder, builder.load(builder.gep(xt.data, [builder.add(j, n)])))
-            new = list(acc)
-            for k in range(VECTORS):
-                e = builder.fmul(builder.fsub(shift[k], dj[k], flags=_FLAGS), scale[k],
-                                 flags=_FLAGS)
-                w = vector_exp_nonpos(builder, e)
-                new[k] = builder.fadd(acc[k], w, flags=_FLAGS)
-                new[VECTORS + k] = builder.fadd(acc[VECTORS + k],
-                                                builder.fmul(w, a0, flags=_FLAGS), flags=_FLAGS)
-                new[2 * VECTORS + k] = builder.fadd(acc[2 * VECTORS + k],
-                                                    builder.fmul(w, a1, flags=_FLAGS),
-                                                    flags=_FLAGS)
-            weighed = builder.block
-            builder.branch(join)
-            builder.position_at_end(join)
-            out = []
-            for old, v in zip(acc, new):
-                phi = builder.phi(_VEC)
-                phi.add_incoming(old, start)
-                phi.add_incoming(v, weighed)
-                out.append(phi)
-            return out
+            for row in dj:
+                for k, v in enumerate(row):     # not (dist > thr): NaN distances are live
+                    m = builder.bitcast(builder.fcmp_unordered("<=", v, cut[k]),
+                                        ir.IntType(WIDTH))
+                    live = m if live is None else builder.or_(live, m)
 
-        sums = _loop(builder, n, sums, body, "plane_sums")
+            def add(acc):
+                ws = [[vector_exp_nonpos(builder, builder.fmul(
+                    builder.fsub(shift[k], v, flags=_FLAGS), scale[k], flags=_FLAGS))
+                    for k, v in enumerate(row)] for row in dj]
+                new = list(acc)
+                for j, row in zip(js, ws):
+                    a0 = _broadcast(builder, builder.load(builder.gep(xt.data, [j])))
+                    a1 = _broadcast(builder, builder.load(builder.gep(xt.data,
+                                                                      [builder.add(j, n)])))
+                    for k, w in enumerate(row):
+                        new[k] = builder.fadd(new[k], w, flags=_FLAGS)
+                        for i, a in ((1, a0), (2, a1)):
+                            new[i * VECTORS + k] = builder.fadd(
+                                new[i * VECTORS + k], builder.fmul(w, a, flags=_FLAGS),
+                                flags=_FLAGS)
+                return new
+
+            return _when(builder, builder.icmp_unsigned("!=", live, ir.Constant(
+                ir.IntType(WIDTH), 0)), acc, add, "plane_sums.weigh")
+
+        def step(g, acc):
+            j = builder.mul(g, ir.Constant(_I64, UNROLL))
+            return weigh([builder.add(j, ir.Constant(_I64, t)) for t in range(UNROLL)], acc)
+
+        groups = builder.sdiv(n, ir.Constant(_I64, UNROLL))
+        sums = _loop(builder, groups, sums, step, "plane_sums")
+        done = builder.mul(groups, ir.Constant(_I64, UNROLL))
+        sums = _loop(builder, builder.sub(n, done), sums,
+                     lambda t, acc: weigh([builder.add(done, t)], acc), "plane_sums.tail")
         for i, out in enumerate((ls, s0, s1)):
             for k, c in enumerate(cols):
                 _store(builder, sums[i * VECTORS + k], out.data, c)
