@@ -131,7 +131,7 @@ def test_lane_rhs_against_numpy(d, times):
     near = np.empty(LANES, np.int64)
     call = _lane_rhs_caller(lane_rhs())
     call(XT, Y, s, out, np.empty((n, LANES)), *scratch, near, np.empty(LANES),
-         *sorted_data(XT), np.full((d + 1, LANES), -1.0))
+         *sorted_data(XT), np.full((d + 3, LANES), -1.0))
     ref = _lane_rhs_reference(X, Y, s)
     u = np.finfo(float).eps / 2
     tol = (2 + 2 * n) * u * np.abs(X).max() + 2 * u * np.abs(Y).max()
@@ -216,7 +216,7 @@ def test_lane_rhs_one_pass_against_numpy(d):
     n = X.shape[0]
     XT = np.ascontiguousarray(X.T)
     call = _lane_rhs_caller(lane_rhs(one_pass=True))
-    ref = np.full((d + 1, LANES), -1.0)
+    ref = np.full((d + 3, LANES), -1.0)
     sorted_xt = sorted_data(XT)
     u = np.finfo(float).eps / 2
     finite = np.isfinite(Y).all(0)
@@ -257,22 +257,24 @@ def test_one_pass_lane_refuses_what_it_cannot_serve_and_agrees_where_it_does(d):
     XS, perm, axis = sorted_data(np.ascontiguousarray(X.T))
     u = np.finfo(float).eps / 2
     n = X.shape[0]
+    rng = np.random.default_rng(d)
     vs, ws = np.empty(n), np.empty(n)
     exact_sums, sums = np.empty((d, Y.shape[1])), np.empty((d, Y.shape[1]))
     served = 0
     for b in range(Y.shape[1]):
         inv = 0.5 * np.exp(2.0 * s[b]) if s[b] < 300 else np.inf
-        ok, exact_total, dmin, exact_first = _lane_sums(XS, axis, perm, Y, b, inv, 0.0, True,
-                                                        True, vs, ws, exact_sums)
-        assert ok
+        ok, exact_total, dmin, exact_first, lo, hi = _lane_sums(
+            XS, axis, perm, Y, b, inv, 0.0, True, True, vs, ws, exact_sums, -1, -1)
+        assert ok and (lo, hi) == (0, n)
         if not np.isfinite(dmin) or not 0 < inv < np.inf:
             assert not _lane_sums(XS, axis, perm, Y, b, inv, 0.0, False, True, vs, ws,
-                                  sums)[0]
+                                  sums, -1, -1)[0]
             continue
         for below in (0.0, 0.5, WINDOW_MAX_SHIFT - 1e-6, WINDOW_MAX_SHIFT + 1e-6, 100.0):
             m = max(dmin - below / inv, 0.0)
-            ok, total, dm, first = _lane_sums(XS, axis, perm, Y, b, inv, m, False, True, vs,
-                                              ws, sums)
+            guess = rng.integers(-1, n + 1, 2)      # the run does not depend on the guesses
+            ok, total, dm, first, lo, hi = _lane_sums(XS, axis, perm, Y, b, inv, m, False, True,
+                                                      vs, ws, sums, *guess)
             assert ok == ((dmin - m) * inv <= WINDOW_MAX_SHIFT
                           and m * inv <= WINDOW_MAX_SCALE), (b, below)
             if not ok:
@@ -407,3 +409,22 @@ def test_simd_exp_is_exp_nonpos_bit_for_bit():
 def _plane_sums_only(XT, dist, dmin, inv, thr, lsum, o0, o1):
     for b0 in range(0, dist.shape[1], BLOCK):
         plane_sums(XT, dist, dmin, inv, thr, b0, lsum, o0, o1)
+
+
+def test_window_is_the_run_within_the_threshold_from_any_guess():
+    """``_window`` (the one-pass sums' run of sorted data) against counting in numpy: the
+    keys beyond the threshold on the left, and those beyond it on the right, for sorted keys
+    with repeats, states inside, between and outside the keys, thresholds from 0 to inf,
+    NaN states, and guesses anywhere in [-1, N] (a lane's previous run, or none)."""
+    from scoredyn.kernels.odeint_lanes import _window
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 300):
+        p = np.sort(np.round(rng.standard_normal(n), 1))      # repeats
+        for _ in range(400):
+            ya = rng.choice([rng.uniform(-4, 4), p[rng.integers(n)], 1e300, np.nan])
+            thr = rng.choice([0.0, 10.0 ** rng.uniform(-6, 2), np.inf])
+            lo0, hi0 = rng.integers(-1, n + 2, 2)
+            with np.errstate(invalid="ignore", over="ignore"):
+                left = ((ya - p) > 0) & ((ya - p) ** 2 > thr)
+                right = ((p - ya) > 0) & ((p - ya) ** 2 > thr)
+            assert _window(p, ya, thr, lo0, hi0) == (left.sum(), n - right.sum()), (ya, thr)
