@@ -9,8 +9,9 @@ size, acceptance and status — and the states are stored lane-contiguous
 (``(d, LANES)``), so every loop over the data has a long, vectorisable inner
 loop over lanes (the controller's powers are vectorised exp/log too).  In the plane the
 two loops over the data run with blocks of lanes held in vector registers
-(:mod:`simd`): at N = 20 an evaluation costs 12.4-13.4 ns on 2 cores (gl-dopri5, error
-norms and step factors included; AMD EPYC Zen 5), 3.8-4.1x the exp-rate bound of N exps.
+(:mod:`simd`): at N = 20 an evaluation costs 11-13 ns on 2 cores (gl-dopri5, 10^4
+trajectories, error norms and step factors included; AMD EPYC Zen 5), 3.5-4.0x the
+exp-rate bound of N exps.
 A lane whose trajectory ends takes the next one from the queue that all threads share
 (:func:`launch.take_next`), so lanes do not idle until the last trajectories.
 
@@ -29,8 +30,8 @@ The shift of its exponents comes from the lane's previous evaluation by the tria
 inequality instead of a first pass, and the pass covers only the data that can carry
 weight (sorted along one coordinate, a run found by bisection): all of them early in the
 flow, a few late.  At N = 1000 (10^4 trajectories to s = 12, AMD EPYC, 2 cores) an
-evaluation costs 1.6x (gl-dopri5), 1.2x (dopri5) and 0.8x (etd1) the exp-rate bound of N
-exps, against 3.0x, 2.9x and 2.4x with the two passes.
+evaluation costs 1.4-1.5x (gl-dopri5), 1.1x (dopri5) and 0.7-0.8x (etd1) the exp-rate
+bound of N exps, against 3.0x, 2.9x and 2.4x with the two passes.
 """
 import functools
 
