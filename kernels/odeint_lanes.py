@@ -28,8 +28,8 @@ around: each lane's sums are formed on their own, in loops along the data
 (:func:`_one_pass_sums`).
 The shift of its exponents comes from the lane's previous evaluation by the triangle
 inequality instead of a first pass, and the pass covers only the data that can carry
-weight (sorted along one coordinate, a run found by bisection): all of them early in the
-flow, a few late.  At N = 1000 (10^4 trajectories to s = 12, AMD EPYC, 2 cores) an
+weight (sorted along one coordinate, a run searched from the lane's last one): all of them
+early in the flow, a few late.  At N = 1000 (10^4 trajectories to s = 12, AMD EPYC, 2 cores) an
 evaluation costs 1.4-1.5x (gl-dopri5), 1.1x (dopri5) and 0.7-0.8x (etd1) the exp-rate
 bound of N exps, against 3.0x, 2.9x and 2.4x with the two passes.
 """
@@ -265,8 +265,9 @@ def _finish(reg_kind, reg_param, Y, inv, out, shift, lsum):
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _before(p, j, ya, thr, right):
-    """Whether key ``j`` lies before the run of :func:`_window`'s (``right`` False: beyond it
-    to the left) or before its end (``right`` True: not beyond it to the right)."""
+    """Whether key ``j`` comes before the boundary :func:`_boundary` looks for: beyond the run
+    of :func:`_window` to the left (``right`` False), or not beyond it to the right (``right``
+    True)."""
     t = p[j] - ya if right else ya - p[j]
     beyond = t > 0.0 and t * t > thr
     return beyond != right
