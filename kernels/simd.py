@@ -119,6 +119,12 @@ def _broadcast(builder, x):
                                   ir.Constant(ir.VectorType(ir.IntType(32), WIDTH), [0] * WIDTH))
 
 
+def _data_point(builder, xt, n, j):
+    """Data point ``j`` of the (2, N) data at ``xt``, each coordinate broadcast to a vector."""
+    return (_broadcast(builder, builder.load(builder.gep(xt, [j]))),
+            _broadcast(builder, builder.load(builder.gep(xt, [builder.add(j, n)]))))
+
+
 def _loop(builder, n, carried, body, name):
     """``for j in range(n)`` with the vectors ``carried`` as loop-carried values.
 
@@ -197,8 +203,7 @@ def plane_distances(typingctx, XT, Y, b0, dist, dmin):
         y1 = [_load(builder, y.data, builder.add(lanes, c)) for c in cols]
 
         def body(j, low):
-            a0 = _broadcast(builder, builder.load(builder.gep(xt.data, [j])))
-            a1 = _broadcast(builder, builder.load(builder.gep(xt.data, [builder.add(j, n)])))
+            a0, a1 = _data_point(builder, xt.data, n, j)
             row = builder.mul(j, lanes)
             new = []
             for k, c in enumerate(cols):
@@ -235,9 +240,9 @@ def plane_sums(typingctx, XT, dist, dmin, inv, thr, b0, lsum, o0, o1):
         return None
 
     def codegen(context, builder, signature, args):
-        arrays = [context.make_array(t)(context, builder, a) if i != 5 else None
-                  for i, (t, a) in enumerate(zip(signature.args, args))]
-        xt, dst, dm, iv, th, ls, s0, s1 = (a for a in arrays if a is not None)
+        xt, dst, dm, iv, th, ls, s0, s1 = (
+            context.make_array(signature.args[i])(context, builder, args[i])
+            for i in (0, 1, 2, 3, 4, 6, 7, 8))
         b0v = args[5]
         n = builder.extract_value(xt.shape, 1)
         lanes = builder.extract_value(dst.shape, 1)
@@ -264,9 +269,7 @@ def plane_sums(typingctx, XT, dist, dmin, inv, thr, b0, lsum, o0, o1):
                     for k, v in enumerate(row)] for row in dj]
                 new = list(acc)
                 for j, row in zip(js, ws):
-                    a0 = _broadcast(builder, builder.load(builder.gep(xt.data, [j])))
-                    a1 = _broadcast(builder, builder.load(builder.gep(xt.data,
-                                                                      [builder.add(j, n)])))
+                    a0, a1 = _data_point(builder, xt.data, n, j)
                     for k, w in enumerate(row):
                         new[k] = builder.fadd(new[k], w, flags=_FLAGS)
                         for i, a in ((1, a0), (2, a1)):
